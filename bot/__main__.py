@@ -1,0 +1,95 @@
+"""Command line: ``python -m bot serve | check-config`` (``worker`` and ``review`` join as they land)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from bot import NAME, app_version
+from bot.settings import ConfigError, Settings, load_settings
+
+EXIT_CONFIG = 2
+
+
+def _settings_or_exit() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        print(f"{NAME}: {exc}", file=sys.stderr)  # noqa: T201
+        raise SystemExit(EXIT_CONFIG) from None
+
+
+def config_warnings(settings: Settings) -> list[str]:
+    """What works differently than an operator may expect with these settings."""
+    notes = []
+    if settings.github_webhook_secret is None:
+        notes.append("GITHUB_WEBHOOK_SECRET is not set: GitHub webhook deliveries are refused (fail closed).")
+    if settings.github_app_id is None or settings.private_key() is None:
+        notes.append("GITHUB_APP_ID / GITHUB_PRIVATE_KEY(_PATH) not set: the bot cannot call GitHub.")
+    if not settings.llm_configured and settings.reviewer != "rules":
+        notes.append("OPENAI_API_KEY is not set: reviews are rules only (no LLM).")
+    if not settings.api_keys:
+        notes.append("API_KEYS is not set: the REST API is open to anyone who can reach it.")
+    return notes
+
+
+def cmd_check_config(_: argparse.Namespace) -> int:
+    settings = _settings_or_exit()
+    shown = settings.masked()
+    width = max(len(name) for name in shown)
+    for name, value in shown.items():
+        print(f"{name.ljust(width)}  {value}")  # noqa: T201
+    for note in config_warnings(settings):
+        print(f"note: {note}")  # noqa: T201
+    print("configuration OK")  # noqa: T201
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = _settings_or_exit()
+    import uvicorn  # noqa: PLC0415 - only this command needs the server
+
+    from bot.app import create_app  # noqa: PLC0415
+    from bot.logs import configure_logging  # noqa: PLC0415
+
+    configure_logging(settings.log_level, settings.log_format, settings.secret_values())
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_list,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=30,
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bot", description=f"{NAME} {app_version()}")
+    parser.add_argument("--version", action="version", version=f"{NAME} {app_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="serve the webhook and REST API (uvicorn)")
+    serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port to bind (default 8000)")
+    serve.set_defaults(func=cmd_serve)
+
+    check = commands.add_parser(
+        "check-config", help="print the effective settings (secrets masked); exit 2 if any is invalid"
+    )
+    check.set_defaults(func=cmd_check_config)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The review engine: pure, sans-I/O. Data in, findings out."""

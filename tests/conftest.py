@@ -1,0 +1,73 @@
+"""Shared fixtures: isolated settings, the app under test, Redis when the run has it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from litestar import Litestar
+from litestar.testing import TestClient
+
+from bot.app import create_app
+from bot.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+SettingsFactory = Callable[..., Settings]
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No setting leaks in from the developer's or CI's environment."""
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+
+
+@pytest.fixture
+def make_settings(clean_env: None, tmp_path: Path) -> SettingsFactory:
+    def factory(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {"queue_url": f"sqlite:///{tmp_path}/jobs.sqlite3"}
+        values.update(overrides)
+        return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+    return factory
+
+
+@pytest.fixture
+def settings(make_settings: SettingsFactory) -> Settings:
+    return make_settings()
+
+
+@pytest.fixture
+def app(settings: Settings) -> Litestar:
+    return create_app(settings)
+
+
+@pytest.fixture
+def client(app: Litestar) -> Iterator[TestClient[Litestar]]:
+    with TestClient(app=app, raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The Redis for tests marked `redis`. Skips without one, unless REQUIRE_REDIS=1 (CI), which fails."""
+    import redis  # noqa: PLC0415
+
+    url = os.environ.get("REDIS_URL", "")
+    required = os.environ.get("REQUIRE_REDIS") == "1"
+    problem = "REDIS_URL is not set" if not url else ""
+    if url:
+        try:
+            redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+        except (redis.RedisError, OSError) as exc:
+            problem = f"Redis at {url} does not answer: {exc}"
+    if problem:
+        if required:
+            pytest.fail(f"REQUIRE_REDIS=1 but {problem}")
+        pytest.skip(problem)
+    return url
