@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from bot.settings import ConfigError, Settings, load_settings
-from tests.conftest import SettingsFactory
+from tests.conftest import ROOT, SettingsFactory
 
 
 def test_defaults_match_the_design_table(make_settings: SettingsFactory) -> None:
@@ -25,7 +25,10 @@ def test_defaults_match_the_design_table(make_settings: SettingsFactory) -> None
 
 
 def test_every_setting_of_the_design_table_exists() -> None:
-    design = (Path(__file__).resolve().parents[3] / "shared" / "DESIGN.md").read_text()
+    design_file = ROOT.parent / "shared" / "DESIGN.md"
+    if not design_file.is_file():  # shared/ sits beside the clone on dev machines and in CI
+        pytest.skip(f"{design_file} is not beside this checkout")
+    design = design_file.read_text()
     table = design.split("| name | default | meaning |")[1].split("\n\n")[0]
     names = set()
     for row in table.splitlines()[2:]:
