@@ -68,6 +68,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_review(args: argparse.Namespace) -> int:
+    from bot.local_review import run_review  # noqa: PLC0415 - keeps `serve` start-up free of the engine
+
+    return run_review(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bot", description=f"{NAME} {app_version()}")
     parser.add_argument("--version", action="version", version=f"{NAME} {app_version()}")
@@ -82,6 +88,36 @@ def build_parser() -> argparse.ArgumentParser:
         "check-config", help="print the effective settings (secrets masked); exit 2 if any is invalid"
     )
     check.set_defaults(func=cmd_check_config)
+
+    review = commands.add_parser(
+        "review",
+        help="review a local diff (git diff main | python -m bot review -) or one file (--file Foo.kt)",
+        description="Review a unified diff (a file, or - for stdin) or a whole file with the rules. "
+        "Exit 1 when a finding at or above --fail-on exists, 2 on bad input.",
+    )
+    review.add_argument("diff", nargs="?", metavar="DIFF_FILE|-", help="the diff to review (- reads stdin)")
+    review.add_argument("--file", dest="whole_file", metavar="PATH", help="review this whole file instead")
+    review.add_argument(
+        "--format",
+        choices=("text", "json", "sarif", "markdown"),
+        default="text",
+        help="output (default text)",
+    )
+    review.add_argument(
+        "--fail-on",
+        choices=("blocker", "major", "minor", "nit", "never"),
+        default="never",
+        help="exit 1 when a finding at or above this severity exists (default never)",
+    )
+    review.add_argument(
+        "--root", default=".", help="where the diff's files are, to review whole new versions (default .)"
+    )
+    review.add_argument(
+        "--config",
+        metavar="YAML",
+        help="repo config to apply (default: ROOT/.github/ai-review.yml if present)",
+    )
+    review.set_defaults(func=cmd_review)
     return parser
 
 

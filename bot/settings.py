@@ -181,9 +181,7 @@ class Settings(BaseSettings):
             value = getattr(self, name)
             if name in SECRET_FIELDS:
                 count = len(value) if isinstance(value, tuple) else int(value is not None)
-                text = (
-                    "(not set)" if count == 0 else ("**********" if count == 1 else f"{count} x **********")
-                )
+                text = "(not set)" if count == 0 else ("**********" if count == 1 else f"{count} x **********")
             elif value is None:
                 text = "(not set)"
             else:

@@ -1,0 +1,1 @@
+"""Android project files: AndroidManifest.xml, Gradle build scripts, version catalogs, res/ XML."""
