@@ -78,7 +78,9 @@ _DEPENDENCY_CONFIG = re.compile(
     r"^\s*(implementation|api|compileOnly|runtimeOnly|kapt|ksp|annotationProcessor|classpath|"
     r"(test|androidTest|debug|release)\w*(Implementation|Api|CompileOnly|RuntimeOnly))\b"
 )
-_BLOCK_NAME = re.compile(r"""(?:["']([\w-]+)["']\s*\)|([\w-]+)\s*(?:\([^()]*\))?)\s*$""")
+# `getByName("release") {` and `create("staging") {` are named by their string; `release {` by its word.
+_BLOCK_STRING_NAME = re.compile(r"""["']([\w-]+)["']\s*\)\s*$""")
+_BLOCK_WORD_NAME = re.compile(r"([\w-]+)\s*(?:\([^()]*\))?\s*$")
 
 
 @dataclass(slots=True)
@@ -95,11 +97,13 @@ def scan(text: str) -> Iterator[ScriptLine]:
     for number, raw in enumerate(text.splitlines(), start=1):
         code, in_block_comment = _strip_comments(raw, in_block_comment)
         yield ScriptLine(number, code, tuple(blocks))
-        outside = _STRING.sub('""', code)
+        # Blank out string contents (same length) so braces inside strings do not count.
+        outside = _STRING.sub(lambda m: m.group(0)[0] + " " * (len(m.group(0)) - 2) + m.group(0)[-1], code)
         for index, char in enumerate(outside):
             if char == "{":
-                match = _BLOCK_NAME.search(outside[:index])
-                blocks.append((match.group(1) or match.group(2)) if match else "")
+                before = code[:index]
+                match = _BLOCK_STRING_NAME.search(before) or _BLOCK_WORD_NAME.search(before)
+                blocks.append(match.group(1) if match else "")
             elif char == "}" and blocks:
                 blocks.pop()
 
@@ -177,7 +181,7 @@ def check_build_script(path: str, text: str, *, has_version_catalog: bool) -> It
             secret = known_secret(value)
             if secret:
                 yield HARDCODED_SECRET.at(path, line.number, f"Hard-coded secret ({secret}) in a build script.")
-        if re.search(r"buildConfigField|resValue", code) and len(strings) >= 3:
+        if re.search(r"buildConfigField|resValue", code) and len(strings) >= 3 and "$" not in code:
             name, value = strings[1], strings[2].strip('\\"')
             if SECRET_NAME.search(name) and looks_like_secret_value(value) and not known_secret(value):
                 yield HARDCODED_SECRET.at(path, line.number, f"`{name}` is a hard-coded secret compiled into the app.")

@@ -155,7 +155,9 @@ def _throws(block: Node | None) -> Iterator[Node]:
     stack = list(block.children)
     while stack:
         node = stack.pop()
-        if node.type == "jump_expression" and node.text is not None and node.text.startswith(b"throw"):
+        if node.type == "throw_expression" or (
+            node.type == "jump_expression" and (node.text or b"").startswith(b"throw")
+        ):
             yield node
         stack.extend(node.children)
 
