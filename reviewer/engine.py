@@ -41,12 +41,33 @@ class Change:
 
 
 def source_from_hunks(diff: FileDiff) -> bytes:
-    """The new side as far as the diff shows it, each line at its own number (gaps left blank)."""
+    """The new side as far as the diff shows it, each line at its own number (gaps left blank).
+
+    Each hunk is made parseable on its own: a line of closing braces that closes a block opened before the
+    hunk is blanked, and blocks the hunk leaves open are closed on the blank line after it.
+    """
     known = diff.new_side_text()
     if not known:
         return b""
-    last = max(known)
-    return "\n".join(known.get(number, "") for number in range(1, last + 1)).encode() + b"\n"
+    lines = dict(known)
+    for hunk in diff.hunks:
+        numbers = [ln.new_no for ln in hunk.lines if ln.kind != "removed" and ln.new_no is not None]
+        depth = 0
+        for number in numbers:
+            text = lines[number]
+            opened, closed = text.count("{"), text.count("}")
+            if depth + opened - closed < 0 and not text.strip().strip("})]; "):
+                lines[number] = ""  # closes something the hunk never opened
+                continue
+            depth = max(depth + opened - closed, 0)
+        if depth and numbers:
+            after = numbers[-1] + 1
+            if after in lines:
+                lines[numbers[-1]] += " " + "}" * depth
+            else:
+                lines[after] = "}" * depth
+    last = max(lines)
+    return "\n".join(lines.get(number, "") for number in range(1, last + 1)).encode() + b"\n"
 
 
 def whole_file_change(path: str, source: bytes) -> Change:
