@@ -53,7 +53,8 @@ def main() -> None:
     print(f"corpus: {len(files)} real Kotlin files, {lines} lines (one core)")
     print(f"parse only (tree-sitter)      {parse_rate:>10,.0f} lines/s")
     status = "OK" if rules_rate >= TARGET_LINES_PER_SECOND else "BELOW TARGET"
-    print(f"parse + all Kotlin rules      {rules_rate:>10,.0f} lines/s   target >= {TARGET_LINES_PER_SECOND:,}  {status}")
+    target = f"target >= {TARGET_LINES_PER_SECOND:,}"
+    print(f"parse + all Kotlin rules      {rules_rate:>10,.0f} lines/s   {target}  {status}")
     print(f"whole engine (review_change)  {engine_rate:>10,.0f} lines/s")
     print(f"rules cost over parsing: x{parse_rate / rules_rate:.2f}")
 

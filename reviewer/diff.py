@@ -7,6 +7,7 @@ CRLF is tolerated, a hunk header without counts means a count of 1.
 
 from __future__ import annotations
 
+import codecs
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ FileStatus = Literal["added", "modified", "removed", "renamed", "copied"]
 Side = Literal["RIGHT", "LEFT"]
 
 _HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@ ?(.*)$")
-_DIFF_GIT = re.compile(r'^diff --git (?:"?a/)?(.+?)"? (?:"?b/)?(.+?)"?$')
+_DIFF_GIT = re.compile(r'^diff --git ("[^"]*"|\S+) ("[^"]*"|\S+)$')
 _NO_NEWLINE = "\\ No newline at end of file"
 
 
@@ -137,10 +138,17 @@ def _text(data: str | bytes) -> str:
     return data
 
 
-def _strip_prefix(path: str) -> str | None:
+def _unquote(path: str) -> str:
+    """git quotes paths with special characters: "caf\\303\\251.md" -> café.md."""
     path = path.strip()
-    if path.startswith('"') and path.endswith('"'):
-        path = path[1:-1]
+    if len(path) >= 2 and path.startswith('"') and path.endswith('"'):
+        raw = path[1:-1].encode("latin-1", errors="backslashreplace")
+        return codecs.escape_decode(raw)[0].decode("utf-8", errors="replace")
+    return path
+
+
+def _strip_prefix(path: str) -> str | None:
+    path = _unquote(path)
     if path == "/dev/null":
         return None
     if path[:2] in ("a/", "b/"):
@@ -274,11 +282,15 @@ def parse_diff(diff: str | bytes) -> list[FileDiff]:
 
 
 def _start_git_file(line: str) -> FileDiff:
+    rest = line.removeprefix("diff --git ")
+    # Unquoted paths may contain spaces; when old and new are the same path, the split is in the middle.
+    half = (len(rest) - 1) // 2
+    if rest.startswith("a/") and rest[half : half + 3] == " b/" and rest[2:half] == rest[half + 3 :]:
+        return FileDiff(old_path=rest[2:half], new_path=rest[half + 3 :])
     match = _DIFF_GIT.match(line)
     if match is None:
         return FileDiff(old_path=None, new_path=None)
-    old, new = match.group(1), match.group(2)
-    return FileDiff(old_path=old, new_path=new)
+    return FileDiff(old_path=_strip_prefix(match.group(1)), new_path=_strip_prefix(match.group(2)))
 
 
 def _read_extended_headers(lines: list[str], index: int, current: FileDiff) -> int:
@@ -298,10 +310,10 @@ def _read_extended_headers(lines: list[str], index: int, current: FileDiff) -> i
         elif line.startswith("new mode "):
             current.new_mode = line.removeprefix("new mode ").strip()
         elif line.startswith(("rename from ", "copy from ")):
-            current.old_path = line.split(" from ", 1)[1].strip()
+            current.old_path = _unquote(line.split(" from ", 1)[1])
             current.status = "renamed" if line.startswith("rename") else "copied"
         elif line.startswith(("rename to ", "copy to ")):
-            current.new_path = line.split(" to ", 1)[1].strip()
+            current.new_path = _unquote(line.split(" to ", 1)[1])
         elif line.startswith(("similarity index ", "dissimilarity index ")):
             digits = "".join(ch for ch in line.split("index ", 1)[1] if ch.isdigit())
             current.similarity = int(digits) if digits else None

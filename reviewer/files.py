@@ -44,8 +44,10 @@ def classify(path: str) -> tuple[FileKind | None, str]:
     normalized = "/" + path.replace("\\", "/").lstrip("/")
     name = normalized.rsplit("/", 1)[-1]
     lower = name.lower()
+    # `build/` counts before the source set (`app/build/...`), not as a package name (`src/main/java/a/build/`).
+    outside_sources = normalized.split("/src/", 1)[0] + "/"
     for folder in _SKIPPED_DIRS:
-        if f"/{folder}" in normalized:
+        if f"/{folder}" in (outside_sources if folder == "build/" else normalized):
             return None, f"generated or build output ({folder.rstrip('/')}/)"
     if lower.endswith(_BINARY_SUFFIXES):
         return None, "binary file"
@@ -67,7 +69,7 @@ def classify(path: str) -> tuple[FileKind | None, str]:
         return FileKind.MANIFEST, ""
     if lower.endswith(".xml") and re.search(r"/res/[^/]+/[^/]+\.xml$", normalized):
         return FileKind.RESOURCE_XML, ""
-    if lower.startswith("proguard") and lower.endswith((".pro", ".txt", ".cfg")):
+    if (lower.startswith("proguard") or lower == "consumer-rules.pro") and lower.endswith((".pro", ".txt", ".cfg")):
         return FileKind.PROGUARD, ""
     return None, "not a Kotlin, Java, Gradle, manifest, resource or ProGuard file"
 
@@ -75,7 +77,7 @@ def classify(path: str) -> tuple[FileKind | None, str]:
 def is_test_source(path: str) -> bool:
     """Test source sets (src/test, src/androidTest, src/*Test) and *Test.kt files."""
     normalized = "/" + path.replace("\\", "/").lstrip("/")
-    if re.search(r"/src/(test|androidTest|testFixtures|[A-Za-z]*Test)/", normalized):
+    if re.search(r"/src/(test|androidTest|testFixtures|[A-Za-z]*Test)[A-Za-z]*/", normalized):
         return True
     name = normalized.rsplit("/", 1)[-1]
     return bool(re.match(r".*(Test|Tests|Spec)\.(kt|java)$", name))
@@ -152,9 +154,14 @@ def _compiled(pattern: str) -> re.Pattern[str]:
 
 
 def _glob(path: str, pattern: str) -> bool:
-    pattern = pattern.strip().lstrip("/")
+    pattern = pattern.strip()
+    anchored = pattern.startswith("/")
+    pattern = pattern.lstrip("/")
     if pattern.endswith("/"):
+        # A folder: at any depth unless anchored with a leading slash or nested (as in .gitignore).
         pattern += "**"
+        if not anchored and pattern.count("/") == 1:
+            pattern = "**/" + pattern
     if "/" not in pattern:
         # A bare name pattern ("*.kt") matches in any folder, as in .gitignore.
         return fnmatch.fnmatchcase(path.rsplit("/", 1)[-1], pattern)
@@ -167,7 +174,8 @@ def parse_repo_config(text: str | None) -> tuple[RepoConfig, str | None]:
         return RepoConfig(), None
     try:
         data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, ValueError, TypeError, RecursionError) as exc:
+        # PyYAML raises ValueError/TypeError for values it cannot build (an impossible date, a bad !!int).
         return RepoConfig(), f"{CONFIG_PATH} is not valid YAML ({exc}); the defaults were used."
     if data is None:
         return RepoConfig(), None

@@ -44,23 +44,25 @@ NEW_SOURCE = textwrap.dedent(
 ).encode()
 
 # Lines 8-12 (refresh) were added; legacy() with its `!!` is old code outside the hunk.
-DIFF = textwrap.dedent(
-    """\
-    diff --git a/app/src/main/java/com/example/sync/SyncRepository.kt b/app/src/main/java/com/example/sync/SyncRepository.kt
-    index 1111111..2222222 100644
-    --- a/app/src/main/java/com/example/sync/SyncRepository.kt
-    +++ b/app/src/main/java/com/example/sync/SyncRepository.kt
-    @@ -6,3 +6,9 @@ class SyncRepository(private val api: SyncApi) {
-             }
-     
-    +    fun refresh() {
-    +        GlobalScope.launch {
-    +            api.sync()
-    +        }
-    +    }
-    +
-     }
-    """
+PATH = "app/src/main/java/com/example/sync/SyncRepository.kt"
+DIFF = "\n".join(
+    [
+        f"diff --git a/{PATH} b/{PATH}",
+        "index 1111111..2222222 100644",
+        f"--- a/{PATH}",
+        f"+++ b/{PATH}",
+        "@@ -6,3 +6,9 @@ class SyncRepository(private val api: SyncApi) {",
+        "         }",
+        " ",
+        "+    fun refresh() {",
+        "+        GlobalScope.launch {",
+        "+            api.sync()",
+        "+        }",
+        "+    }",
+        "+",
+        " }",
+        "",
+    ]
 )
 
 
