@@ -68,3 +68,35 @@ def test_well_maintained_code_is_mostly_quiet() -> None:
     lines = sum(len(p.read_bytes().splitlines()) for p in CORPUS)
     findings = sum(len(found_rules(p)) for p in CORPUS if not p.stem.endswith("Test"))
     assert findings * 1000 / lines < 2.0, f"{findings} findings in {lines} lines of well-maintained code"
+
+
+ANDROID_SMELL_RULES = {
+    "allow_backup": "manifest-allow-backup",
+    "exported_missing": "manifest-exported-missing",
+    "minify_disabled_release": "gradle-release-not-minified",
+    "hardcoded_secret": "hardcoded-secret",
+}
+ANDROID_SMELLS = sorted((FIXTURES / "android" / "smells").glob("*"))
+ANDROID_CORPUS = sorted((FIXTURES / "android" / "corpus").glob("*"))
+
+
+def android_rules(path: Path) -> list[str]:
+    # The fixture name encodes the file's real name after the last "__" (AndroidManifest.xml, build.gradle...).
+    real_name = path.name.rsplit("__", 1)[-1]
+    folder = "gradle" if real_name.endswith(".toml") else "app/src/main/res/values" if "strings" in real_name else "app"
+    review = review_change(whole_file_change(f"{folder}/{real_name}", path.read_bytes()))
+    assert not [n for n in review.notes if "could not be parsed" in n.reason], review.notes
+    return [f.rule_id for f in review.findings]
+
+
+@pytest.mark.parametrize("path", ANDROID_SMELLS, ids=lambda p: p.name)
+def test_real_android_smell_fixture(path: Path) -> None:
+    smell = path.name.split("__", 1)[0]
+    rule_id = ANDROID_SMELL_RULES[smell.removeprefix("ok_")]
+    assert (rule_id in android_rules(path)) is (not smell.startswith("ok_"))
+
+
+def test_real_android_corpus_parses() -> None:
+    assert ANDROID_CORPUS
+    for path in ANDROID_CORPUS:
+        android_rules(path)
