@@ -32,9 +32,7 @@ def clean_environ(**values: str) -> dict[str, str]:
     return env
 
 
-def run_cli(
-    *args: str, env: dict[str, str], cwd: Path, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str, env: dict[str, str], cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "bot", *args],
         env={**env, "PYTHONPATH": str(ROOT)},
@@ -47,9 +45,7 @@ def run_cli(
 
 
 @contextmanager
-def serve(
-    env: dict[str, str], cwd: Path, startup_timeout: float = 30
-) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+def serve(env: dict[str, str], cwd: Path, startup_timeout: float = 30) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     """Start `python -m bot serve` on a free loopback port; yield its base URL; stop it with SIGTERM."""
     port = free_port()
     process = subprocess.Popen(

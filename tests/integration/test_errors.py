@@ -77,9 +77,7 @@ def assert_shape(body: dict[str, Any], error_type: str) -> None:
 
 
 @pytest.mark.parametrize("error", RAISED, ids=lambda e: e.error_type)
-def test_each_error_type_has_its_status_and_shape(
-    error_client: TestClient[Litestar], error: errors.AppError
-) -> None:
+def test_each_error_type_has_its_status_and_shape(error_client: TestClient[Litestar], error: errors.AppError) -> None:
     response = error_client.get(f"/raise/{error.error_type}")
     assert response.status_code == error.status_code
     body = response.json()

@@ -64,9 +64,7 @@ def test_readyz_is_503_until_the_limiter_storage_answers(make_settings: Settings
     assert "rate_limit_storage" in body["detail"]
 
 
-def test_readyz_is_503_when_the_sqlite_queue_cannot_open(
-    make_settings: SettingsFactory, tmp_path: object
-) -> None:
+def test_readyz_is_503_when_the_sqlite_queue_cannot_open(make_settings: SettingsFactory, tmp_path: object) -> None:
     blocker = f"{tmp_path}/file-not-dir"
     with open(blocker, "w") as handle:
         handle.write("x")
@@ -101,6 +99,4 @@ def test_openapi_schema_lists_the_routes(client: TestClient[Litestar]) -> None:
 
 def test_create_app_does_no_io(make_settings: SettingsFactory, tmp_path: object) -> None:
     # Building the app opens nothing: an unreachable Redis only matters once the app starts serving.
-    create_app(
-        make_settings(queue_url="redis://127.0.0.1:1/0", rate_limit_storage_uri="redis://127.0.0.1:1/0")
-    )
+    create_app(make_settings(queue_url="redis://127.0.0.1:1/0", rate_limit_storage_uri="redis://127.0.0.1:1/0"))

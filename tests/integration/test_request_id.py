@@ -37,26 +37,20 @@ def test_a_given_request_id_is_returned(client: TestClient[Litestar]) -> None:
 
 def test_a_request_id_is_created_when_missing_or_unsafe(client: TestClient[Litestar]) -> None:
     created = client.get("/healthz").headers["x-request-id"]
-    replaced = client.get("/healthz", headers={"X-Request-ID": "has spaces; and=junk"}).headers[
-        "x-request-id"
-    ]
+    replaced = client.get("/healthz", headers={"X-Request-ID": "has spaces; and=junk"}).headers["x-request-id"]
     for value in (created, replaced):
         assert re.fullmatch(r"[0-9a-f]{32}", value)
     assert created != replaced
 
 
 @pytest.mark.parametrize(("method", "path"), [("get", "/missing"), ("put", "/healthz"), ("post", "/echo")])
-def test_error_responses_carry_the_request_id_too(
-    client: TestClient[Litestar], method: str, path: str
-) -> None:
+def test_error_responses_carry_the_request_id_too(client: TestClient[Litestar], method: str, path: str) -> None:
     response = client.request(method, path, headers={"X-Request-ID": "err-req"}, content=b"{")
     assert response.status_code >= 400
     assert response.headers["x-request-id"] == "err-req"
 
 
-def test_the_access_log_line_has_the_request_id(
-    client: TestClient[Litestar], log_stream: io.StringIO
-) -> None:
+def test_the_access_log_line_has_the_request_id(client: TestClient[Litestar], log_stream: io.StringIO) -> None:
     client.post("/echo", json={"x": 1}, headers={"X-Request-ID": "logged-req"})
     records = [json.loads(line) for line in log_stream.getvalue().splitlines()]
     access = [r for r in records if r["logger"] == "bot.access"]

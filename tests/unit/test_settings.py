@@ -42,9 +42,7 @@ def test_reads_environment_and_splits_api_keys(clean_env: None, monkeypatch: pyt
     monkeypatch.setenv("API_KEYS", " key-one , key-two,, ")
     monkeypatch.setenv("LOG_LEVEL", "debug")
     monkeypatch.setenv("QUEUE_URL", "redis://127.0.0.1:6379/0")
-    monkeypatch.setenv(
-        "GITHUB_PRIVATE_KEY", "-----BEGIN RSA PRIVATE KEY-----\\nabc\\n-----END RSA PRIVATE KEY-----"
-    )
+    monkeypatch.setenv("GITHUB_PRIVATE_KEY", "-----BEGIN RSA PRIVATE KEY-----\\nabc\\n-----END RSA PRIVATE KEY-----")
     settings = load_settings(_env_file=None)
     assert [key.get_secret_value() for key in settings.api_keys] == ["key-one", "key-two"]
     assert settings.log_level == "DEBUG"
