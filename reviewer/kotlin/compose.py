@@ -8,7 +8,14 @@ from collections.abc import Iterator
 from tree_sitter import Node
 
 from reviewer.kotlin.registry import KotlinRule
-from reviewer.kotlin.source import KotlinFile, ancestors, call_of_lambda, callee_name, function_modifiers
+from reviewer.kotlin.source import (
+    STATE_FACTORIES,
+    KotlinFile,
+    ancestors,
+    call_of_lambda,
+    callee_name,
+    function_modifiers,
+)
 from reviewer.models import Category, Finding, Rule, Severity
 
 STATE_WITHOUT_REMEMBER = Rule(
@@ -48,15 +55,6 @@ COLLECT_AS_STATE = Rule(
     ),
 )
 
-_STATE_FACTORIES = {
-    "mutableStateOf",
-    "mutableStateListOf",
-    "mutableStateMapOf",
-    "mutableIntStateOf",
-    "mutableLongStateOf",
-    "mutableFloatStateOf",
-    "mutableDoubleStateOf",
-}
 # Lambdas that run their body once, outside recomposition (state and effects are fine in them).
 _EFFECT_HOSTS = re.compile(
     r"^(remember\w*|LaunchedEffect|DisposableEffect|SideEffect|produceState|derivedStateOf|snapshotFlow|"
@@ -94,7 +92,7 @@ def _composable_body_of(node: Node) -> Node | None:
 def state_without_remember(source: KotlinFile) -> Iterator[Finding]:
     for call in source.nodes("simple_call"):
         name = callee_name(call)
-        if name not in _STATE_FACTORIES or _composable_body_of(call) is None:
+        if name not in STATE_FACTORIES or _composable_body_of(call) is None:
             continue
         call_text = source.text(call)
         suggestion = None

@@ -16,22 +16,20 @@ from tree_sitter import Language, Node, Parser, Query, QueryCursor, Tree
 
 from reviewer.models import Finding, Rule
 
+# Compose state factories (the compose rules look for these outside `remember { }`).
+STATE_FACTORIES = frozenset(
+    {
+        "mutableStateOf",
+        "mutableStateListOf",
+        "mutableStateMapOf",
+        "mutableIntStateOf",
+        "mutableLongStateOf",
+        "mutableFloatStateOf",
+        "mutableDoubleStateOf",
+    }
+)
 # Calls whose callee is a plain name (`runBlocking { }`, `println(x)`).
-_SIMPLE_CALLEES = [
-    "runBlocking",
-    "println",
-    "print",
-    "mutableStateOf",
-    "mutableStateListOf",
-    "mutableStateMapOf",
-    "mutableIntStateOf",
-    "mutableLongStateOf",
-    "mutableFloatStateOf",
-    "mutableDoubleStateOf",
-    "launch",
-    "async",
-    "sleep",
-]
+_SIMPLE_CALLEES = ["runBlocking", "println", "print", *sorted(STATE_FACTORIES), "launch", "async", "sleep"]
 # Calls on a receiver (`GlobalScope.launch`, `flow.collect`, `Log.d`), by member name.
 _MEMBER_CALLEES = [
     "launch",
