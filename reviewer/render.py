@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from reviewer.files import classify
 from reviewer.models import Finding, Review, Severity
 
 TOOL_NAME = "AI Dev Companion"
@@ -209,6 +208,3 @@ def to_sarif(review: Review, version: str = "0.1.0") -> dict[str, Any]:
 
 def dumps(data: Any) -> str:
     return json.dumps(data, indent=2, ensure_ascii=False)
-
-
-__all__ = ["classify", "comment_body", "review_body", "to_json", "to_sarif", "to_text"]
