@@ -1,4 +1,4 @@
-"""Command line: ``python -m bot serve | check-config`` (``worker`` and ``review`` join as they land)."""
+"""Command line: ``python -m bot serve | worker | review | check-config``."""
 
 from __future__ import annotations
 
@@ -58,13 +58,38 @@ def cmd_serve(args: argparse.Namespace) -> int:
         create_app(settings),
         host=args.host,
         port=args.port,
-        proxy_headers=True,
-        forwarded_allow_ips=settings.forwarded_allow_list,
+        # The app resolves X-Forwarded-For itself (FORWARDED_ALLOW_IPS), the same under any server.
+        proxy_headers=False,
         log_config=None,
         access_log=False,
         server_header=False,
         timeout_graceful_shutdown=30,
     )
+    return 0
+
+
+def cmd_worker(_: argparse.Namespace) -> int:
+    settings = _settings_or_exit()
+    import asyncio  # noqa: PLC0415
+
+    from bot.jobs import Jobs, build_worker  # noqa: PLC0415 - only this command runs jobs
+    from bot.jobs.tasks import service_tasks  # noqa: PLC0415
+    from bot.logs import configure_logging  # noqa: PLC0415
+
+    configure_logging(settings.log_level, settings.log_format, settings.secret_values())
+
+    async def run() -> None:
+        jobs = Jobs.from_settings(settings)
+        await jobs.connect()
+        try:
+            worker = build_worker(
+                jobs, service_tasks(settings), concurrency=settings.worker_concurrency, embedded=False
+            )
+            await worker.start()  # until SIGINT/SIGTERM; running jobs go back to the queue
+        finally:
+            await jobs.close()
+
+    asyncio.run(run())
     return 0
 
 
@@ -83,6 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port to bind (default 8000)")
     serve.set_defaults(func=cmd_serve)
+
+    worker = commands.add_parser(
+        "worker",
+        help="run queued jobs (Redis mode; with the embedded queue, serve already runs them in-process)",
+    )
+    worker.set_defaults(func=cmd_worker)
 
     check = commands.add_parser(
         "check-config", help="print the effective settings (secrets masked); exit 2 if any is invalid"

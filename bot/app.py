@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -24,12 +25,14 @@ from litestar.types import (
 )
 
 from bot import NAME, app_version
-from bot.api import health
+from bot.api import chat, health
 from bot.context import accept_request_id, bound
 from bot.errors import EXCEPTION_HANDLERS
-from bot.readiness import Check, limiter_check, redis_check, sqlite_check
+from bot.jobs import Jobs, Task, build_worker
+from bot.jobs.tasks import service_tasks
+from bot.readiness import Check, limiter_check
 from bot.settings import Settings
-from bot.throttle import close_storage, create_storage
+from bot.throttle import Throttle, TrustedProxies, close_storage, create_storage
 
 REQUEST_ID_HEADER = "x-request-id"
 MAX_BODY_BYTES = 2 * 1024 * 1024
@@ -39,7 +42,10 @@ access_log = logging.getLogger("bot.access")
 
 class CompanionApp(Litestar):
     """Litestar plus one outer layer that every request passes, matched route or not (404, 405 too):
-    it accepts or creates the request id, binds it for the logs, returns it, and writes the access log."""
+    it resolves the client address behind trusted proxies, accepts or creates the request id, binds it
+    for the logs, returns it, and writes the access log."""
+
+    proxies = TrustedProxies([])
 
     async def __call__(
         self, scope: Scope | LifeSpanScope, receive: Receive | LifeSpanReceive, send: Send | LifeSpanSend
@@ -50,6 +56,7 @@ class CompanionApp(Litestar):
         http_scope = cast("HTTPScope", scope)
         http_send = cast("Send", send)
         headers = dict(http_scope["headers"])
+        self._resolve_client(http_scope, headers)
         raw = headers.get(REQUEST_ID_HEADER.encode())
         request_id = accept_request_id(raw.decode("latin-1") if raw else None)
         started = time.perf_counter()
@@ -78,26 +85,56 @@ class CompanionApp(Litestar):
                     extra={"client": (http_scope.get("client") or ("-",))[0]},
                 )
 
+    def _resolve_client(self, scope: HTTPScope, headers: dict[bytes, bytes]) -> None:
+        """Like uvicorn's proxy headers, here so that every server (and the tests) agree on the client."""
+        peer = scope.get("client") or ("-", 0)
+        forwarded = b",".join(value for name, value in scope["headers"] if name == b"x-forwarded-for")
+        if not forwarded or not self.proxies.trusts(peer[0]):
+            return
+        scope["client"] = (self.proxies.client(peer[0], forwarded.decode("latin-1")), 0)
+        proto = headers.get(b"x-forwarded-proto", b"").decode("latin-1").strip().lower()
+        if proto in ("http", "https"):
+            scope["scheme"] = proto
 
-def _readiness_checks(settings: Settings, app: Litestar) -> dict[str, Check]:
-    queue = redis_check(settings.queue_url) if settings.queue_is_redis else sqlite_check(settings.sqlite_path)
-    return {"queue": queue, "rate_limit_storage": limiter_check(app.state.limiter_storage)}
+
+def _readiness_checks(app: Litestar) -> dict[str, Check]:
+    jobs: Jobs = app.state.jobs
+    return {"queue": jobs.check, "rate_limit_storage": limiter_check(app.state.limiter_storage)}
 
 
-def create_app(settings: Settings) -> Litestar:
-    """Build the web application for these settings. Connections are opened in the lifespan, not here."""
+def create_app(settings: Settings, *, tasks: list[Task] | None = None) -> Litestar:
+    """Build the web application for these settings. Connections are opened in the lifespan, not here.
+
+    With the embedded queue (sqlite://) the workers run in this process; with Redis, this process only
+    enqueues and ``python -m bot worker`` runs the jobs. `tasks` replaces the job functions (tests).
+    """
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        app.state.limiter_storage = create_storage(settings.rate_limit_storage_uri)
-        app.state.readiness_checks = _readiness_checks(settings, app)
+        storage = create_storage(settings.rate_limit_storage_uri)
+        jobs = Jobs.from_settings(settings)
+        await jobs.connect()
+        app.state.limiter_storage = storage
+        app.state.throttle = Throttle.create(storage, settings.rate_limit_per_minute)
+        app.state.jobs = jobs
+        app.state.readiness_checks = _readiness_checks(app)
+        worker = None
+        if jobs.is_embedded:
+            worker = build_worker(
+                jobs, tasks or service_tasks(settings), concurrency=settings.worker_concurrency, embedded=True
+            )
+            app.state.worker = asyncio.create_task(worker.start(), name="embedded-worker")
         try:
             yield
         finally:
-            await close_storage(app.state.limiter_storage)
+            if worker is not None:
+                await worker.stop()
+                await app.state.worker
+            await jobs.close()
+            await close_storage(storage)
 
-    return CompanionApp(
-        route_handlers=[*health.ROUTES],
+    app = CompanionApp(
+        route_handlers=[*health.ROUTES, *chat.ROUTES],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
         state=State({"settings": settings}),
@@ -106,3 +143,5 @@ def create_app(settings: Settings) -> Litestar:
         logging_config=None,
         debug=False,
     )
+    app.proxies = TrustedProxies(settings.forwarded_allow_list)
+    return app

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.types import ExceptionHandlersMap
+from pydantic import BaseModel
 
 from bot.context import current_request_id
 
@@ -117,6 +118,19 @@ _TYPES_BY_STATUS = {
 }
 
 
+class ErrorInfo(BaseModel):
+    type: str
+    message: str
+    retry_after: int | None = None
+
+
+class ErrorBody(BaseModel):
+    """The shape of every error answer (documented in the OpenAPI schema)."""
+
+    error: ErrorInfo
+    detail: str
+
+
 def error_body(error_type: str, message: str, retry_after: float | None = None) -> dict[str, Any]:
     error: dict[str, Any] = {"type": error_type, "message": message}
     if retry_after is not None:
@@ -148,7 +162,7 @@ def _validation_message(exc: ValidationException) -> str:
     for item in exc.extra if isinstance(exc.extra, list) else []:
         if isinstance(item, dict):
             key = item.get("key")
-            text = item.get("message", "is invalid")
+            text = str(item.get("message", "is invalid")).removeprefix("Value error, ")
             problems.append(f"{key}: {text}" if key else str(text))
     if problems:
         return "Invalid input: " + "; ".join(problems)

@@ -7,6 +7,7 @@ names the environment variable (see :func:`load_settings`).
 from __future__ import annotations
 
 import re
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -56,6 +57,9 @@ class Settings(BaseSettings):
     queue_url: str = "sqlite:///data/jobs.sqlite3"
     worker_concurrency: int = Field(default=4, ge=1, le=256)
     max_concurrent_jobs: int = Field(default=100, ge=1)
+    job_timeout_seconds: int = Field(default=300, ge=1, le=86_400)
+    job_result_ttl_seconds: int = Field(default=3600, ge=60)
+    chat_timeout_seconds: float = Field(default=60, gt=0, le=600)
 
     rate_limit_per_minute: int = Field(default=10, ge=1)
     installation_rate_limit: str = "30/hour"
@@ -125,7 +129,14 @@ class Settings(BaseSettings):
     @field_validator("forwarded_allow_ips")
     @classmethod
     def _ips(cls, value: str) -> str:
-        return ",".join(part.strip() for part in value.split(",") if part.strip())
+        parts = [part.strip() for part in value.split(",") if part.strip()]
+        for part in parts:
+            if part != "*":
+                try:
+                    ip_network(part, strict=False)
+                except ValueError:
+                    raise ValueError(f"{part!r} is not an IP address, a CIDR network or *") from None
+        return ",".join(parts)
 
     @model_validator(mode="after")
     def _key_source(self) -> Settings:

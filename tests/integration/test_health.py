@@ -8,6 +8,7 @@ from litestar.testing import TestClient
 
 from bot import NAME, app_version
 from bot.app import create_app
+from bot.jobs.queue import QueueUnavailable
 from tests.conftest import SettingsFactory
 
 
@@ -64,15 +65,17 @@ def test_readyz_is_503_until_the_limiter_storage_answers(make_settings: Settings
     assert "rate_limit_storage" in body["detail"]
 
 
-def test_readyz_is_503_when_the_sqlite_queue_cannot_open(make_settings: SettingsFactory, tmp_path: object) -> None:
+def test_the_app_does_not_start_when_the_sqlite_queue_cannot_open(
+    make_settings: SettingsFactory, tmp_path: object
+) -> None:
+    # The embedded queue is the service's own storage: without it nothing works, so the start fails loudly.
     blocker = f"{tmp_path}/file-not-dir"
     with open(blocker, "w") as handle:
         handle.write("x")
     app = create_app(make_settings(queue_url=f"sqlite:///{blocker}/jobs.sqlite3"))
-    with TestClient(app=app) as client:
-        response = client.get("/readyz")
-    assert response.status_code == 503
-    assert "SQLite queue" in response.json()["checks"]["queue"]
+    expected = pytest.RaisesExc(QueueUnavailable, match=r"QUEUE_URL: the queue at SQLite .*file-not-dir")
+    with pytest.RaisesGroup(expected, flatten_subgroups=True), TestClient(app=app):
+        pass
 
 
 def test_readyz_is_503_when_the_redis_queue_is_down(make_settings: SettingsFactory) -> None:
@@ -80,7 +83,7 @@ def test_readyz_is_503_when_the_redis_queue_is_down(make_settings: SettingsFacto
     with TestClient(app=app) as client:
         response = client.get("/readyz")
     assert response.status_code == 503
-    assert response.json()["checks"]["queue"].startswith("Redis queue does not answer")
+    assert response.json()["checks"]["queue"].startswith("Redis queue does not answer: ConnectionError")
 
 
 @pytest.mark.redis

@@ -1,0 +1,108 @@
+"""Workers: SAQ's Worker running our tasks, each wrapped with a heartbeat, a timeout and a retry policy.
+
+In the embedded mode the worker runs inside ``serve`` (:class:`EmbeddedWorker`, which leaves SIGTERM to
+uvicorn); in the Redis mode ``python -m bot worker`` runs a plain SAQ worker that handles the signals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from saq import Worker
+from saq.job import Job
+from saq.types import Context
+
+from bot.jobs.queue import JobPolicy, Jobs
+
+log = logging.getLogger("bot.jobs")
+
+
+class TransientError(Exception):
+    """A failure worth another attempt (a dependency that timed out or answered 5xx)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """A job function: `run(**kwargs)` returns a JSON-serializable result. Exceptions of the `transient`
+    types are retried with exponential backoff while attempts are left; every other error is final."""
+
+    name: str
+    run: Callable[..., Awaitable[Any]]
+    transient: tuple[type[BaseException], ...] = field(default=(TransientError,))
+
+
+def describe(exc: BaseException) -> str:
+    """A one-line message for the job's client: the exception's own text, no traceback."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _fail(job: Job, message: str, *, retry: bool) -> None:
+    # SAQ stores the traceback in `job.error` for the operator; the client reads this message instead.
+    job.meta["error"] = message
+    if not retry:
+        job.retries = job.attempts  # SAQ retries while retries > attempts: this makes the failure final
+
+
+async def _heartbeat(job: Job, every: float) -> None:
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await job.update()  # touches the job; the sweeper takes a job that stops beating as crashed
+        except Exception:
+            log.exception("heartbeat of job %s failed", job.key)
+
+
+def saq_function(task: Task, policy: JobPolicy) -> tuple[str, Callable[..., Awaitable[Any]]]:
+    async def run(ctx: dict[str, Any], **kwargs: Any) -> Any:
+        job: Job = ctx["job"]
+        beat = asyncio.create_task(_heartbeat(job, max(policy.heartbeat / 3, 0.2)))
+        deadline = asyncio.timeout(policy.timeout)
+        try:
+            async with deadline:
+                result = await task.run(**kwargs)
+        except TimeoutError as exc:
+            if not deadline.expired():
+                _fail(job, describe(exc), retry=isinstance(exc, task.transient))
+                raise
+            _fail(job, f"the job did not finish within {policy.timeout} s (JOB_TIMEOUT_SECONDS)", retry=False)
+            raise
+        except task.transient as exc:
+            _fail(job, describe(exc), retry=True)
+            log.warning("job %s: transient error (attempt %d of %d): %s", job.key, job.attempts, job.retries, exc)
+            raise
+        except Exception as exc:
+            _fail(job, describe(exc), retry=False)
+            raise
+        finally:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
+        job.meta.pop("error", None)
+        return result
+
+    return task.name, run
+
+
+class EmbeddedWorker(Worker[Context]):
+    """Runs inside the web server's event loop: uvicorn owns SIGINT/SIGTERM and stops us in its lifespan."""
+
+    SIGNALS: list[signal.Signals] = []  # noqa: RUF012 - overrides SAQ's class attribute
+
+
+def build_worker(jobs: Jobs, tasks: Iterable[Task], *, concurrency: int, embedded: bool) -> Worker[Context]:
+    policy = jobs.policy
+    worker_class: type[Worker[Context]] = EmbeddedWorker if embedded else Worker
+    return worker_class(
+        jobs.backend,
+        functions=[saq_function(task, policy) for task in tasks],
+        concurrency=concurrency,
+        timers={"schedule": 1, "worker_info": 10, "sweep": policy.sweep_every, "abort": 1},
+        dequeue_timeout=1.0,
+    )
