@@ -29,6 +29,8 @@ def config_warnings(settings: Settings) -> list[str]:
         notes.append("GITHUB_APP_ID / GITHUB_PRIVATE_KEY(_PATH) not set: the bot cannot call GitHub.")
     if not settings.llm_configured and settings.reviewer != "rules":
         notes.append("OPENAI_API_KEY is not set: reviews are rules only (no LLM).")
+    if settings.queue_is_redis:
+        notes.append("QUEUE_URL is Redis: `serve` only enqueues; run `python -m bot worker` processes to run jobs.")
     if not settings.api_keys:
         notes.append("API_KEYS is not set: the REST API is open to anyone who can reach it.")
     return notes

@@ -34,6 +34,8 @@ T = TypeVar("T")
 
 INCOMPLETE = ("new", "queued", "active", "aborting")
 BUSY_TIMEOUT_MS = 10_000
+# A finished job past its result TTL is gone for readers at once, as in Redis; the sweep deletes the row later.
+LIVE = "(expire_at IS NULL OR expire_at > ?)"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS saq_jobs (
@@ -154,7 +156,8 @@ class SqliteQueue(Queue):
     async def job(self, job_key: str) -> Job | None:
         def read(db: sqlite3.Connection) -> tuple[str, str] | None:
             row: tuple[str, str] | None = db.execute(
-                "SELECT job, status FROM saq_jobs WHERE key = ? AND queue = ?", (job_key, self.name)
+                f"SELECT job, status FROM saq_jobs WHERE key = ? AND queue = ? AND {LIVE}",  # noqa: S608 - a constant
+                (job_key, self.name, now_seconds()),
             ).fetchone()
             return row
 
@@ -170,8 +173,8 @@ class SqliteQueue(Queue):
                 chunk = keys[start : start + 500]
                 marks = ",".join("?" * len(chunk))
                 rows = db.execute(
-                    f"SELECT key, job, status FROM saq_jobs WHERE queue = ? AND key IN ({marks})",  # noqa: S608
-                    (self.name, *chunk),
+                    f"SELECT key, job, status FROM saq_jobs WHERE queue = ? AND {LIVE} AND key IN ({marks})",  # noqa: S608
+                    (self.name, now_seconds(), *chunk),
                 )
                 found.update({key: (job, status) for key, job, status in rows})
             return found
