@@ -13,6 +13,7 @@ from litestar import Litestar
 from litestar.datastructures import State
 from litestar.enums import ScopeType
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import (
     HTTPScope,
     LifeSpanReceive,
@@ -138,7 +139,20 @@ def create_app(settings: Settings, *, tasks: list[Task] | None = None) -> Litest
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
         state=State({"settings": settings}),
-        openapi_config=OpenAPIConfig(title=NAME, version=app_version(), path="/schema"),
+        openapi_config=OpenAPIConfig(
+            title=NAME,
+            version=app_version(),
+            path="/schema",
+            components=Components(
+                security_schemes={
+                    chat.SECURITY_SCHEME: SecurityScheme(
+                        type="http",
+                        scheme="bearer",
+                        description="One of the server's API_KEYS, when it has any; otherwise not required.",
+                    )
+                }
+            ),
+        ),
         request_max_body_size=MAX_BODY_BYTES,
         logging_config=None,
         debug=False,

@@ -82,17 +82,39 @@ class ChatResponse(BaseModel):
     reviewer: Literal["rules", "crew"]
 
 
+# A file the path rules do not place (a bare `strings.xml`, a generated `build/` source) is still read by its
+# extension when the client names it explicitly.
+EXTENSIONS = {
+    ".kt": "kotlin",
+    ".kts": "kts",
+    ".gradle": "gradle",
+    ".toml": "version-catalog",
+    ".xml": "xml",
+    ".java": "java",
+}
+
+
+def _language(name: str, source: str) -> str:
+    language = ALIASES.get(name, name)
+    if language == "xml" and "<manifest" in source[:4096]:
+        return "manifest"
+    return language
+
+
 def review_path(request: ChatRequest) -> str:
     """The path the engine reviews the source as: the file's own when it is reviewable, else the language's."""
     if request.file_path and classify(request.file_path)[0] is not None:
         return request.file_path
-    language = (request.language or "").strip().lower()
-    language = ALIASES.get(language, language)
-    if language == "xml" and "<manifest" in request.source_code[:4096]:
-        language = "manifest"
+    language = _language((request.language or "").strip().lower(), request.source_code)
     if language in LANGUAGES:
         return LANGUAGES[language]
     if request.file_path:
+        name = request.file_path.replace("\\", "/").rsplit("/", 1)[-1].lower()
+        if name.endswith(".gradle.kts"):
+            return LANGUAGES["gradle-kts"]
+        by_extension = next((lang for ext, lang in EXTENSIONS.items() if name.endswith(ext)), None)
+        if by_extension is not None:
+            return LANGUAGES[_language(by_extension, request.source_code)]
         reason = classify(request.file_path)[1]
         raise UnsupportedInput(
             f"file_path {request.file_path!r} is not reviewed ({reason}); "
@@ -104,17 +126,14 @@ def review_path(request: ChatRequest) -> str:
 
 
 def snippet_lines(source: str, snippet: str) -> tuple[int, int]:
-    """The 1-based line range of `snippet`'s first occurrence in `source` (indentation may differ)."""
+    """The 1-based line range of `snippet` in `source`: its first run of whole lines (indentation may differ),
+    else its first occurrence inside lines (a selection that starts or ends mid-line)."""
     if not snippet.strip():
         raise UnsupportedInput("code_snippet is blank")
-    at = source.find(snippet)
-    if at >= 0:
-        first = source.count("\n", 0, at) + 1
-        return first, first + snippet.strip("\n").count("\n")
     wanted = [line.strip() for line in snippet.splitlines() if line.strip()]
     lines = [line.strip() for line in source.splitlines()]
-    for start in range(len(lines)):
-        if lines[start] != wanted[0]:
+    for start, line in enumerate(lines):
+        if line != wanted[0]:
             continue
         matched, index = 0, start
         while index < len(lines) and matched < len(wanted):
@@ -125,6 +144,10 @@ def snippet_lines(source: str, snippet: str) -> tuple[int, int]:
             index += 1
         if matched == len(wanted):
             return start + 1, index
+    at = source.find(snippet.strip())
+    if at >= 0:
+        first = source.count("\n", 0, at) + 1
+        return first, first + snippet.strip().count("\n")
     raise UnsupportedInput("code_snippet does not occur in source_code")
 
 

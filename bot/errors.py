@@ -163,6 +163,9 @@ def _validation_message(exc: ValidationException) -> str:
         if isinstance(item, dict):
             key = item.get("key")
             text = str(item.get("message", "is invalid")).removeprefix("Value error, ")
+            if key == "data" and text == "'data'":
+                # Litestar's KeyError text for a request without a body.
+                key, text = None, "the request body is empty: send a JSON object"
             problems.append(f"{key}: {text}" if key else str(text))
     if problems:
         return "Invalid input: " + "; ".join(problems)

@@ -36,6 +36,7 @@ from bot.jobs.tasks import CHAT_KEY_PREFIX, REVIEW_CODE
 from bot.settings import Settings
 from bot.throttle import Throttle, key_identity
 
+SECURITY_SCHEME = "ApiKey"
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 DEFAULT_CLEANUP_TTL = 3600
 
@@ -58,7 +59,7 @@ class Removed(BaseModel):
 
 def _errors(*codes: int) -> dict[int, ResponseSpec]:
     described = {
-        400: "bad_request: the body is not valid JSON",
+        400: "bad_request: the request is malformed (e.g. the body is not valid JSON)",
         401: "unauthorized: API_KEYS is set and the request has no valid `Authorization: Bearer <key>`",
         404: "job_not_found: no job with that id (never created, or removed after its TTL)",
         413: "payload_too_large: the request body is over the server's cap",
@@ -67,8 +68,12 @@ def _errors(*codes: int) -> dict[int, ResponseSpec]:
         500: "code_analysis_error: the review failed (the message says why), or internal_error",
         503: "server_busy: MAX_CONCURRENT_JOBS are queued or running; see retry_after / Retry-After",
     }
-    always = (401, 429)
-    return {code: ResponseSpec(ErrorBody, description=described[code]) for code in sorted({*codes, *always})}
+    # 400 too: Litestar documents its own ValidationException body (not ours) for any route with parameters.
+    always = (400, 401, 429)
+    return {
+        code: ResponseSpec(ErrorBody, description=described[code], generate_examples=False)
+        for code in sorted({*codes, *always})
+    }
 
 
 async def chat_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
@@ -153,8 +158,10 @@ async def _submit(jobs: Jobs, request: ChatRequest) -> str:
 
 class ChatController(Controller):
     path = "/chat"
-    guards = [chat_guard]  # noqa: RUF012 - Litestar's class attribute
+    guards = [chat_guard]  # noqa: RUF012 - Litestar's class attributes
     tags = ["chat"]  # noqa: RUF012
+    # Required only when API_KEYS is set (then 401 without it).
+    security = [{SECURITY_SCHEME: []}]  # noqa: RUF012
 
     @post(
         "/",
