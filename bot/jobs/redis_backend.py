@@ -3,6 +3,10 @@
 SAQ's own enqueue only refuses a key while its job is incomplete; ours also refuses one that finished
 successfully and is still within its result TTL (its stored record still exists), in the same atomic
 script. A failed or cancelled job's key can be enqueued again.
+
+Two fixes to SAQ 0.26's Redis queue: its sweep takes a job that a worker has just moved to the active
+list, and not yet marked active, for an orphan and aborts it while it starts (tobymao/saq#124, #277);
+and a heartbeat replaces the reason of an abort that landed while the job ran.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import logging
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, cast
 
+from saq.job import Status
 from saq.queue.redis import RedisQueue
 
 if TYPE_CHECKING:
@@ -59,12 +64,40 @@ end
 return removed
 """
 
+# SAQ's sweep script (KEYS: sweep lock, active list; ARGV: lock seconds), except for a job in the active
+# list whose status is not 'active': a worker moves a job there (BLMOVE) a moment before it marks it active,
+# so such a job is handed to the sweep only when a previous sweep saw it there with the very same payload
+# (its worker died in between); the first sighting is remembered in `<sweep lock>:<job id>`.
+SWEEP_SCRIPT = """
+local id_jobs = {}
+if redis.call('EXISTS', KEYS[1]) == 0 then
+    redis.call('SETEX', KEYS[1], ARGV[1], 1)
+    local remember = math.max(60, math.ceil(tonumber(ARGV[1]) * 10))
+    for _, id in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do
+        local stored = redis.call('GET', id)
+        local sweep = true
+        if stored then
+            local ok, job = pcall(cjson.decode, stored)
+            if ok and job['status'] ~= 'active' then
+                local seen = KEYS[1] .. ':' .. id
+                sweep = redis.call('GET', seen) == stored
+                if not sweep then redis.call('SETEX', seen, remember, stored) end
+            end
+        end
+        if sweep then table.insert(id_jobs, {id, stored}) end
+    end
+end
+return id_jobs
+"""
+
 
 class RedisBackend(RedisQueue):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._dedupe_script: AsyncScript | None = None
         self._delete_script: AsyncScript | None = None
+        # SAQ's sweep runs `_cleanup_script` (registered lazily when unset): ours replaces it.
+        self._cleanup_script = self.redis.register_script(SWEEP_SCRIPT)
 
     async def _enqueue(self, job: Job) -> Job | None:
         if self._dedupe_script is None:
@@ -79,6 +112,17 @@ class RedisBackend(RedisQueue):
             return None
         log.debug("enqueued %s", job.key)
         return job
+
+    async def _update(self, job: Job, status: Status | None = None, **kwargs: Any) -> None:
+        if not status:
+            stored = await self.job(job.key)
+            if stored is not None:
+                status = stored.status
+                if status == Status.ABORTING:
+                    # A worker's heartbeat must not replace why the job is being aborted (with nothing, or with
+                    # an earlier attempt's traceback); as in the SQLite backend.
+                    job.error = stored.error
+        await super()._update(job, status, **kwargs)
 
     async def changed(self, within: float) -> None:
         """Pause between looks at a job (polling one GET is cheaper than a pub/sub round trip per wait)."""

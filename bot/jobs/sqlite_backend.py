@@ -357,7 +357,7 @@ class SqliteQueue(Queue):
                 elif row is not None:
                     # A worker's heartbeat must not undo an abort that landed meanwhile.
                     job.status = Status(row[0])
-                    if job.status == Status.ABORTING and job.error is None:
+                    if job.status == Status.ABORTING:  # the abort's reason, not an earlier attempt's error
                         job.error = json.loads(row[1]).get("error")
                 completed = job.completed if job.status in TERMINAL_STATUSES else 0
                 assignments = "job = ?, status = ?, scheduled = ?, completed = ?"
@@ -403,7 +403,8 @@ class SqliteQueue(Queue):
 
     async def _retry(self, job: Job, error: str | None) -> None:
         delay = job.next_retry_delay()
-        scheduled = int(now_seconds() + delay) if delay else job.scheduled
+        # Kept as a float (SAQ types it int): whole seconds would cut short the sub-second, jittered delays.
+        scheduled = now_seconds() + delay if delay else job.scheduled
         await self.update(job, status=Status.QUEUED, scheduled=scheduled, expire_at=None)
 
     async def _finish(
