@@ -72,6 +72,7 @@ class JobPolicy:
     heartbeat: int = 15  # a running job unseen this long is taken as crashed and run again
     sweep_every: int = 5  # seconds between sweeps (expired jobs, crashed jobs)
     poll_interval: float = 0.25  # embedded backend: how soon jobs from another process are noticed
+    drain: float = 20.0  # on shutdown, seconds running jobs get to finish before they go back to the queue
 
 
 def _time(ms: int) -> datetime | None:

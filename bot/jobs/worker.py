@@ -17,6 +17,7 @@ from typing import Any
 from saq import Worker
 from saq.job import Job
 from saq.types import Context
+from saq.utils import cancel_tasks
 
 from bot.jobs.queue import JobPolicy, Jobs
 
@@ -90,19 +91,42 @@ def saq_function(task: Task, policy: JobPolicy) -> tuple[str, Callable[..., Awai
     return task.name, run
 
 
-class EmbeddedWorker(Worker[Context]):
+class ServiceWorker(Worker[Context]):
+    """SAQ's worker with a drain: on stop, running jobs get `policy.drain` seconds to finish; what is still
+    running then is cancelled and goes back to the queue (SAQ's retry on cancellation). Idle parts (dequeue
+    loops, upkeep timers) are cancelled at once instead of timing out SAQ's grace period with a warning."""
+
+    drain_seconds: float = 0.0
+
+    async def stop(self) -> None:
+        self.event.set()
+        running = [context["task"] for context in self.job_task_contexts.values() if not context["task"].done()]
+        if running and self.drain_seconds > 0:
+            log.info("worker stopping: waiting up to %g s for %d running jobs", self.drain_seconds, len(running))
+            _, left = await asyncio.wait(running, timeout=self.drain_seconds)
+            if left:
+                log.warning("worker stopping: %d jobs still running go back to the queue", len(left))
+        await cancel_tasks(list(self.tasks), timeout=self._cancellation_hard_deadline_s)
+        await super().stop()
+
+
+class EmbeddedWorker(ServiceWorker):
     """Runs inside the web server's event loop: uvicorn owns SIGINT/SIGTERM and stops us in its lifespan."""
 
     SIGNALS: list[signal.Signals] = []  # noqa: RUF012 - overrides SAQ's class attribute
 
 
-def build_worker(jobs: Jobs, tasks: Iterable[Task], *, concurrency: int, embedded: bool) -> Worker[Context]:
+def build_worker(jobs: Jobs, tasks: Iterable[Task], *, concurrency: int, embedded: bool) -> ServiceWorker:
     policy = jobs.policy
-    worker_class: type[Worker[Context]] = EmbeddedWorker if embedded else Worker
-    return worker_class(
+    worker_class = EmbeddedWorker if embedded else ServiceWorker
+    worker = worker_class(
         jobs.backend,
         functions=[saq_function(task, policy) for task in tasks],
         concurrency=concurrency,
         timers={"schedule": 1, "worker_info": 10, "sweep": policy.sweep_every, "abort": 1},
         dequeue_timeout=1.0,
+        # Everything is done or cancelled by the time SAQ's own stop gathers the tasks (see `stop`).
+        shutdown_grace_period_s=1,
     )
+    worker.drain_seconds = policy.drain
+    return worker

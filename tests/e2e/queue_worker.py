@@ -31,6 +31,7 @@ POLICY = JobPolicy(
     heartbeat=1,
     sweep_every=1,
     poll_interval=0.05,
+    drain=0,  # the tests SIGKILL or SIGTERM these workers; a hung job is not waited for
 )
 HANG_SECONDS = 120
 

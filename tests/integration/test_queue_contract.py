@@ -30,6 +30,7 @@ POLICY = JobPolicy(
     heartbeat=1,
     sweep_every=1,
     poll_interval=0.05,
+    drain=0,  # tests stop workers with blocked jobs: no waiting for them
 )
 WAIT = 10.0  # seconds any single job may take to reach the state a test expects
 BLOCK_SECONDS = 30  # a blocking task never ends by itself within a test
@@ -663,3 +664,42 @@ async def test_two_workers_on_separate_connections_never_run_a_job_twice(harness
     assert all(view.state == JobState.DONE for view in views)
     assert {view.result for view in views} == {"w1", "w2"}, "both workers took jobs"
     assert {worker for worker, _ in seen} == {"w1", "w2"}
+
+
+# Shutdown.
+
+
+async def test_stopping_a_worker_lets_a_running_job_finish_within_the_drain(harness: Harness) -> None:
+    jobs = await harness.jobs(replace(POLICY, drain=5))
+    await harness.worker(jobs)
+    worker, running = harness._workers[-1]
+    key = harness.key("repo#90@aaa")
+    await jobs.submit("slow", key, {"tag": key, "seconds": 0.5})
+
+    async def is_running() -> bool:
+        return await state_of(jobs, key) == JobState.RUNNING
+
+    await until(is_running)
+    await worker.stop()
+    await asyncio.wait_for(running, WAIT)
+
+    view = await jobs.get(key)
+    assert view is not None
+    assert (view.state, view.result, view.attempts) == (JobState.DONE, "slept", 1)
+
+
+async def test_a_job_still_running_after_the_drain_goes_back_to_the_queue(harness: Harness) -> None:
+    jobs = await harness.jobs(replace(POLICY, drain=0.3))
+    await harness.worker(jobs)
+    worker, running = harness._workers[-1]
+    key = harness.key("repo#91@aaa")
+    await jobs.submit("block", key, {"tag": key})
+    await harness.probe.wait_started(key)
+
+    await worker.stop()
+    await asyncio.wait_for(running, WAIT)
+
+    assert harness.probe.interrupted == [key]
+    view = await jobs.get(key)
+    assert view is not None
+    assert (view.state, view.attempts) == (JobState.QUEUED, 1), "nothing is lost: it runs again later"
