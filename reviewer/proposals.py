@@ -1,0 +1,71 @@
+"""What the LLM proposes (the crew's structured output) and how a proposal becomes a Finding.
+
+The models are strict-schema friendly (every field required, no extra keys) because CrewAI's
+``output_pydantic`` sends them as an OpenAI strict JSON schema. Nothing here imports CrewAI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from reviewer.anchor import applies_cleanly, diff_block, locate
+from reviewer.diff import FileDiff
+from reviewer.models import Category, Finding, Severity
+
+CREW_RULE_ID = "crew"
+MAX_TITLE = 120
+MAX_BODY = 2000
+
+
+class Proposal(BaseModel):
+    """One finding proposed by the LLM: `quote` is the exact text of the line (or lines) it is about."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str
+    line: int = Field(ge=1)
+    end_line: int = Field(ge=1)
+    quote: str
+    severity: Severity
+    category: Category
+    title: str
+    body: str
+    suggestion: str | None = Field(description="replacement code for exactly lines line..end_line, or null")
+    confidence: float = Field(ge=0, le=1)
+
+
+class Proposals(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    findings: list[Proposal]
+
+
+def to_finding(proposal: Proposal, lines: Sequence[str], diff: FileDiff) -> tuple[Finding | None, str]:
+    """Anchor a proposal in the new file; (None, why) when its quote is not there."""
+    anchor = locate(proposal.quote, lines, proposal.line)
+    if anchor is None:
+        return None, f"{proposal.path}:{proposal.line}: the quoted line is not in the file"
+    message = proposal.body.strip()[:MAX_BODY]
+    suggestion = None
+    if proposal.suggestion is not None:
+        same_span = proposal.end_line - proposal.line == anchor.end_line - anchor.line
+        ok, _ = applies_cleanly(proposal.path, lines, anchor, proposal.suggestion, diff)
+        if ok and same_span:
+            suggestion = proposal.suggestion
+        else:
+            message += "\n\n" + diff_block(lines, anchor, proposal.suggestion)
+    finding = Finding(
+        rule_id=CREW_RULE_ID,
+        title=proposal.title.strip()[:MAX_TITLE] or "Review finding",
+        severity=proposal.severity,
+        category=proposal.category,
+        path=proposal.path,
+        line=anchor.line,
+        end_line=anchor.end_line,
+        message=message,
+        suggestion=suggestion,
+        source="crew",
+    )
+    return finding, ""
