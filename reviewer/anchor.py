@@ -17,11 +17,15 @@ from typing import Literal
 from reviewer.diff import FileDiff
 from reviewer.kotlin.source import has_error
 
+NO_CHANGE = "it changes nothing"
 FUZZY_CUTOFF = 0.9
 FUZZY_WINDOW = 60  # lines either side of the reported line the fuzzy pass looks at
 MIN_PARTIAL_QUOTE = 12  # a one-line quote this long (without spaces) may be part of a line
 
-Match = Literal["exact", "whitespace", "fuzzy"]
+Match = Literal["exact", "whitespace", "partial", "fuzzy"]
+# Only these anchor a one-click suggestion: a partial quote does not cover the line a suggestion replaces,
+# and a fuzzy one may carry the model's misquote into the code.
+SUGGESTIBLE: frozenset[Match] = frozenset({"exact", "whitespace"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +54,9 @@ def _partial(line: str, quote: str) -> bool:
 
 def _fuzzy(line: str, quote: str) -> bool:
     a, b = _squash(line), _squash(quote)
+    if len(b) < MIN_PARTIAL_QUOTE:
+        # One edit in a short quote already scores 0.9: short lines must match exactly (up to spacing).
+        return a == b
     return bool(a) and SequenceMatcher(None, a, b, autojunk=False).ratio() >= FUZZY_CUTOFF
 
 
@@ -81,7 +88,7 @@ def locate(quote: str, lines: Sequence[str], reported: int) -> Anchor | None:
         ("whitespace", _whitespace, everywhere),
     ]
     if len(wanted) == 1:
-        passes.append(("whitespace", _partial, everywhere))
+        passes.append(("partial", _partial, everywhere))
     passes.append(("fuzzy", _fuzzy, nearby))
     for match, same, starts in passes:
         for start in starts:
@@ -95,11 +102,13 @@ def applies_cleanly(
     path: str, lines: Sequence[str], anchor: Anchor, suggestion: str, diff: FileDiff
 ) -> tuple[bool, str]:
     """May `suggestion` replace lines anchor.line..anchor.end_line as a GitHub suggestion? (ok, reason)"""
+    if anchor.match not in SUGGESTIBLE:
+        return False, f"the quote matched only {'part of the line' if anchor.match == 'partial' else 'loosely'}"
     if not diff.can_span(anchor.line, anchor.end_line):
         return False, "its lines are not all inside one hunk of the diff"
     old = [lines[i - 1] for i in range(anchor.line, anchor.end_line + 1)]
     if suggestion.splitlines() == old:
-        return False, "it changes nothing"
+        return False, NO_CHANGE
     if path.endswith((".kt", ".kts")):
         before = "\n".join(lines).encode()
         after = "\n".join([*lines[: anchor.line - 1], *suggestion.splitlines(), *lines[anchor.end_line :]]).encode()

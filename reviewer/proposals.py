@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from reviewer.anchor import applies_cleanly, diff_block, locate
+from reviewer.anchor import NO_CHANGE, applies_cleanly, diff_block, locate
 from reviewer.diff import FileDiff
 from reviewer.models import Category, Finding, Severity
 
@@ -51,10 +51,10 @@ def to_finding(proposal: Proposal, lines: Sequence[str], diff: FileDiff) -> tupl
     suggestion = None
     if proposal.suggestion is not None:
         same_span = proposal.end_line - proposal.line == anchor.end_line - anchor.line
-        ok, _ = applies_cleanly(proposal.path, lines, anchor, proposal.suggestion, diff)
+        ok, why = applies_cleanly(proposal.path, lines, anchor, proposal.suggestion, diff)
         if ok and same_span:
             suggestion = proposal.suggestion
-        else:
+        elif why != NO_CHANGE:
             message += "\n\n" + diff_block(lines, anchor, proposal.suggestion)
     finding = Finding(
         rule_id=CREW_RULE_ID,
