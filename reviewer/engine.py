@@ -8,17 +8,23 @@ parsed becomes a note in the review.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
 from reviewer.android.gradle import check_build_script, check_version_catalog
 from reviewer.android.manifest import check_manifest
 from reviewer.android.resources import check_resources
 from reviewer.android.xml import XmlError
+from reviewer.budget import Chunk, cache_key
+from reviewer.budget import plan as budget_plan
+from reviewer.crew import ChunkInput, Usage, gather_limited, prompt_overhead
 from reviewer.diff import FileDiff, Hunk, Line
 from reviewer.files import MAX_FILE_BYTES, FileKind, RepoConfig, classify, is_test_source
 from reviewer.kotlin import check_kotlin
 from reviewer.models import FileNote, Finding, Review
+from reviewer.proposals import Proposal, to_finding
 
 # Findings kept in one review at most (inline or in the body); the rest are counted, not listed.
 MAX_FINDINGS = 200
@@ -174,3 +180,192 @@ def _dedupe_sort_cap(findings: Iterable[Finding], config: RepoConfig) -> tuple[l
             finding.placed("body", f"over the limit of {config.max_comments} inline comments") if over else finding
         )
     return capped, len(ordered) - len(kept)
+
+
+# The LLM half: rules first, then the crew on budgeted chunks, every proposal anchored by its quote.
+
+
+class ChunkCache(Protocol):
+    """Verified proposals per chunk key, in the job store's backend (a re-review of a chunk costs nothing)."""
+
+    async def get(self, key: str) -> list[dict[str, Any]] | None: ...
+
+    async def put(self, key: str, value: list[dict[str, Any]]) -> None: ...
+
+
+class LLMReviewer(Protocol):
+    @property
+    def model(self) -> str: ...
+
+    async def review(self, item: ChunkInput) -> tuple[list[Proposal], Usage]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class LLMBudget:
+    call_tokens: int = 8000  # prompt tokens one call may carry
+    review_tokens: int = 60_000  # prompt tokens one review may spend
+    concurrency: int = 2  # chunks reviewed at once
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """US dollars per million tokens."""
+
+    prompt: float
+    completion: float
+
+    def cost(self, usage: Usage) -> float:
+        return (usage.prompt_tokens * self.prompt + usage.completion_tokens * self.completion) / 1_000_000
+
+
+def _lines_of(changed: ChangedFile) -> list[str]:
+    if changed.new_source is not None:
+        return changed.new_source.decode("utf-8", "replace").splitlines()
+    shown = changed.diff.new_side_text()
+    lines = [""] * (max(shown, default=0))
+    for number, text in shown.items():
+        lines[number - 1] = text
+    return lines
+
+
+def _llm_files(change: Change, config: RepoConfig) -> list[ChangedFile]:
+    keep = []
+    for changed in change.files:
+        diff = changed.diff
+        if diff.status == "removed" or diff.new_path is None or diff.is_binary or not diff.hunks:
+            continue
+        if classify(diff.path)[0] is None or not config.wants(diff.path):
+            continue
+        if changed.new_source is not None and len(changed.new_source) > MAX_FILE_BYTES:
+            continue
+        keep.append(changed)
+    return keep
+
+
+def _overlaps(crew: Finding, rules: Iterable[Finding]) -> bool:
+    return any(
+        r.path == crew.path and r.category == crew.category and r.line <= crew.end_line and crew.line <= r.end_line
+        for r in rules
+    )
+
+
+def usage_line(model: str, *, files: int, hunks: int, cached: int, usage: Usage, price: Price | None) -> str:
+    cost = f"${price.cost(usage):.4f}" if price is not None else "cost unknown (no price for this model)"
+    return (
+        f"LLM ({model}): {files} file(s), {hunks} hunk(s), {usage.calls} call(s), {cached} chunk(s) from cache; "
+        f"{usage.prompt_tokens:,} prompt + {usage.completion_tokens:,} completion tokens; {cost}."
+    )
+
+
+def _anchor_all(
+    chunks: list[Chunk],
+    results: list[Any],
+    *,
+    by_path: dict[str, ChangedFile],
+    lines: dict[str, list[str]],
+    config: RepoConfig,
+    rule_findings: list[Finding],
+    notes: list[FileNote],
+) -> tuple[list[Finding], list[str], int]:
+    """Each chunk's proposals anchored and filtered: (findings, one reason per failed chunk, proposals dropped)."""
+    found: list[Finding] = []
+    failures: list[str] = []
+    dropped = 0
+    for chunk, result in zip(chunks, results, strict=True):
+        if isinstance(result, BaseException):
+            text = str(result).strip()
+            reason = f"{type(result).__name__}: {text.splitlines()[0]}" if text else type(result).__name__
+            failures.append(reason)
+            notes += [FileNote(path, f"not reviewed by the LLM ({reason})") for path in chunk.paths]
+            continue
+        for proposal in result:
+            changed = by_path.get(proposal.path)
+            finding = to_finding(proposal, lines[proposal.path], changed.diff)[0] if changed is not None else None
+            if changed is None or finding is None:
+                dropped += 1
+                continue
+            diff = changed.diff
+            if _keep(finding, diff, config, diff.added_lines(), diff.diff_lines()) and not _overlaps(
+                finding, rule_findings
+            ):
+                found.append(_place(finding, diff))
+    return found, failures, dropped
+
+
+async def review(
+    change: Change,
+    config: RepoConfig | None = None,
+    llm: LLMReviewer | None = None,
+    *,
+    cache: ChunkCache | None = None,
+    budget: LLMBudget = LLMBudget(),
+    price: Price | None = None,
+    mode_note: str = RULES_ONLY_NOTE,
+) -> Review:
+    """The whole review: the rules, then (when `llm` is given) the crew. Never raises for the LLM's sake: if it
+    cannot be used, the rules' review is returned with a note saying the LLM part failed and why."""
+    config = config or RepoConfig()
+    rules = await asyncio.to_thread(review_change, change, config, mode_note=mode_note)
+    if llm is None:
+        return rules
+    files = _llm_files(change, config)
+    by_path = {changed.diff.path: changed for changed in files}
+    plan = budget_plan(
+        [(c.diff, c.new_source) for c in files],
+        call_budget=budget.call_tokens,
+        review_budget=budget.review_tokens,
+        overhead=prompt_overhead(),
+    )
+    lines = {path: _lines_of(changed) for path, changed in by_path.items()}
+    skipped_names = [name for name, _ in plan.skipped]
+    usage, cached = Usage(), 0
+
+    async def one(chunk: Chunk) -> list[Proposal]:
+        nonlocal cached
+        rule_findings = [f for f in rules.findings if f.path in chunk.paths]
+        item = ChunkInput(chunk, rule_findings, config.instructions, skipped_names, {p: lines[p] for p in chunk.paths})
+        context: dict[str, object] = {
+            "instructions": config.instructions,
+            "rules": sorted(f.fingerprint for f in rule_findings),
+        }
+        key = cache_key(llm.model, chunk, context)
+        if cache is not None and (hit := await cache.get(key)) is not None:
+            cached += 1
+            return [Proposal.model_validate(p) for p in hit]
+        proposals, spent = await llm.review(item)
+        usage.add(spent)
+        if cache is not None:
+            await cache.put(key, [p.model_dump(mode="json") for p in proposals])
+        return proposals
+
+    results = await gather_limited(budget.concurrency, *(one(chunk) for chunk in plan.chunks))
+    notes = [FileNote(name, f"not reviewed by the LLM: {why}") for name, why in plan.skipped]
+    crew_findings, failures, dropped = _anchor_all(
+        plan.chunks, results, by_path=by_path, lines=lines, config=config, rule_findings=rules.findings, notes=notes
+    )
+    merged, omitted = _dedupe_sort_cap([*rules.findings, *crew_findings], config)
+    sent_paths = {path for chunk in plan.chunks for path in chunk.paths}
+    hunks = sum(len(chunk.sections) for chunk in plan.chunks)
+    result_review = replace(
+        rules,
+        findings=merged,
+        omitted=rules.omitted + omitted,
+        notes=[*rules.notes, *notes],
+        reviewer="crew",
+        mode_note="",
+        llm_summary=usage_line(llm.model, files=len(sent_paths), hunks=hunks, cached=cached, usage=usage, price=price),
+    )
+    if dropped:
+        result_review.notes.append(
+            FileNote("(LLM)", f"{dropped} finding(s) dropped: their quoted line is not in the file")
+        )
+    if failures and len(failures) == len(plan.chunks):
+        result_review.mode_note = (
+            f"The LLM part of this review failed ({failures[0]}); only the rules' findings are shown. "
+            "This is not a clean pass."
+        )
+    elif failures:
+        result_review.mode_note = (
+            f"The LLM could not review {len(failures)} of {len(plan.chunks)} part(s) of this change; see the notes."
+        )
+    return result_review

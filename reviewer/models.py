@@ -123,6 +123,8 @@ class Review:
     reviewer: Literal["rules", "crew"] = "rules"
     # Said out loud in every rendering: e.g. "rules only: OPENAI_API_KEY is not set".
     mode_note: str = ""
+    # With the LLM: files, hunks, calls, tokens and cost in one line, at the end of every rendering.
+    llm_summary: str = ""
 
     def counts(self) -> dict[Severity, int]:
         counts = dict.fromkeys(Severity, 0)

@@ -53,7 +53,11 @@ def review_body(review: Review) -> str:
         summary = ", ".join(f"{counts[s]} {s.value}" for s in Severity if counts[s])
         lines.append(f"**{len(review.findings)} finding(s)**: {summary}.")
     else:
-        lines.append("No findings from the rules on the changed lines.")
+        lines.append(
+            "No findings on the changed lines."
+            if review.reviewer == "crew"
+            else "No findings from the rules on the changed lines."
+        )
     lines.append(f"Reviewed {review.files_reviewed} file(s), {review.lines_reviewed} line(s).")
     in_body = [f for f in review.findings if f.placement == "body"]
     if in_body:
@@ -72,6 +76,8 @@ def review_body(review: Review) -> str:
         lines += ["", "<details><summary>Files not reviewed (or only in part)</summary>", ""]
         lines += [f"- `{note.path}`: {note.reason}" for note in review.notes]
         lines += ["", "</details>"]
+    if review.llm_summary:
+        lines += ["", review.llm_summary]
     return truncate("\n".join(lines))
 
 
@@ -95,6 +101,8 @@ def to_text(review: Review) -> str:
     out.append(f"{len(review.findings)} finding(s) ({summary}) in {review.files_reviewed} file(s)")
     if review.mode_note:
         out.append(review.mode_note)
+    if review.llm_summary:
+        out.append(review.llm_summary)
     return "\n".join(out)
 
 
@@ -120,6 +128,7 @@ def to_json(review: Review) -> dict[str, Any]:
     return {
         "reviewer": review.reviewer,
         "mode_note": review.mode_note,
+        "llm_summary": review.llm_summary,
         "summary": {s.value: n for s, n in review.counts().items()},
         "files_reviewed": review.files_reviewed,
         "lines_reviewed": review.lines_reviewed,

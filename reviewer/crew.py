@@ -1,0 +1,247 @@
+"""The LLM reviewer: CrewAI with two agents, an Android reviewer that proposes and a review lead that verifies.
+
+Each chunk (see :mod:`reviewer.budget`) goes to the reviewer; only when it proposes something does the lead
+see the proposals, each with a few lines of the diff around its quote, and the rule findings of those files.
+Running the two agents as two kickoffs (rather than one two-task crew) saves the lead's call when there is
+nothing to verify and keeps the chunk out of the lead's prompt: a team pays for every token.
+
+CrewAI is imported only here, lazily, in the worker (`import crewai` takes ~3 s and ~2,400 modules); its
+telemetry, tracing and version checks are switched off before the import (it would otherwise call home).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+from reviewer.budget import Chunk, estimate_tokens
+from reviewer.models import Finding
+from reviewer.proposals import Proposal, Proposals
+
+# Set (unless the operator set them) before `import crewai`: no telemetry, tracing or version checks.
+CREWAI_OFFLINE = {
+    "CREWAI_DISABLE_TELEMETRY": "true",
+    "CREWAI_DISABLE_TRACKING": "true",
+    "OTEL_SDK_DISABLED": "true",
+    "CREWAI_TRACING_ENABLED": "false",
+    "CREWAI_DISABLE_VERSION_CHECK": "true",
+}
+EXCERPT_LINES = 4  # lines of context around each proposal's quote for the lead
+
+REVIEWER_ROLE = "Senior Android reviewer"
+REVIEWER_GOAL = (
+    "Find real defects in changed Kotlin/Android code that deterministic rules cannot: logic errors, races, "
+    "coroutine and Flow misuse, Compose recomposition and state bugs, lifecycle leaks, Room/Hilt/Gradle misuse, "
+    "security holes, and architecture smells with a concrete cost. Stay quiet about style and trivia."
+)
+REVIEWER_BACKSTORY = (
+    "You have shipped large Android apps in Kotlin for years: coroutines and Flow, Jetpack Compose, MVVM, Room, "
+    "Hilt and Gradle. You comment only when you would block or seriously question a change in a real review."
+)
+LEAD_ROLE = "Review lead"
+LEAD_GOAL = (
+    "Verify each proposed finding against the code: drop what is wrong, duplicated, trivial, speculative or "
+    "already reported by the rules; keep the rest with an honest confidence."
+)
+LEAD_BACKSTORY = "You protect the team's attention: one false or petty comment costs more than a missed nit."
+
+REVIEW_TASK = """Review the changed code below. Lines are shown as `NUMBER MARK TEXT`: NUMBER is the line in the
+new version of the file, MARK is `+` for an added line, blank for unchanged context; lines marked `-` were
+removed and have no number. Report problems only on added lines or on code they break.
+
+For each problem give: `path`; `line` and `end_line` (new-version numbers); `quote`, the exact text of line
+`line` (through `end_line` when it spans several) copied character for character without the number or mark;
+`severity` (blocker: will crash, corrupt data or leak secrets; major: a real bug or a serious risk; minor: a
+likely problem; nit: only if it matters); `category`; a short `title`; a `body` explaining the problem and the
+fix in two to four sentences; `suggestion`: the replacement code for exactly lines `line`..`end_line` (same
+indentation), or null when the fix is not a local edit; `confidence` from 0 to 1.
+
+Do not report what these rule findings already say:
+{rules}
+{instructions}{skipped}
+Return {{"findings": []}} when nothing deserves a comment.
+
+CHANGED CODE:
+{code}"""
+
+LEAD_TASK = """Verify these proposed review findings. Each comes with the lines of the change around it.
+Drop a finding when it is wrong, not supported by the code shown, a duplicate of another, a style or naming
+nit, speculative, or already covered by one of the rule findings. For each finding you keep, return it with the
+same `path`, `line`, `end_line`, `quote` and `suggestion`; you may sharpen `title` and `body`, correct
+`severity` and `category`, and set `confidence` to how sure you are that a senior reviewer would agree.
+Return {{"findings": []}} when none survives.
+
+RULE FINDINGS:
+{rules}
+
+PROPOSED FINDINGS:
+{proposals}"""
+
+EXPECTED = "A JSON object with a `findings` list, following the schema exactly."
+
+
+@dataclass(frozen=True, slots=True)
+class LLMConfig:
+    model: str
+    api_key: str
+    base_url: str | None = None
+    timeout: float = 60.0  # seconds per HTTP request
+    max_retries: int = 3  # the OpenAI SDK's retries on 429/5xx/timeouts, honouring retry-after
+
+
+@dataclass(slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    calls: int = 0
+
+    def add(self, other: Usage) -> None:
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        self.calls += other.calls
+
+
+@dataclass(slots=True)
+class ChunkInput:
+    """Everything one chunk's review needs besides the code."""
+
+    chunk: Chunk
+    rule_findings: Sequence[Finding] = ()
+    instructions: str = ""
+    skipped_paths: Sequence[str] = ()
+    new_lines: dict[str, list[str]] = field(default_factory=dict)  # path -> the new file's lines, for excerpts
+
+
+def _rules_text(findings: Sequence[Finding]) -> str:
+    if not findings:
+        return "(none)"
+    return "\n".join(f"- {f.path}:{f.line} [{f.rule_id}] {f.message}" for f in findings)
+
+
+def review_prompt(item: ChunkInput) -> str:
+    instructions = (
+        f"\nThe repository's own review instructions:\n{item.instructions.strip()}\n" if item.instructions else ""
+    )
+    skipped = (
+        "\nThese changed files are not shown (budget); do not guess about them: " + ", ".join(item.skipped_paths) + "\n"
+        if item.skipped_paths
+        else ""
+    )
+    return REVIEW_TASK.format(
+        rules=_rules_text(item.rule_findings), instructions=instructions, skipped=skipped, code=item.chunk.text()
+    )
+
+
+def _excerpt(proposal: Proposal, lines: list[str] | None) -> str:
+    if not lines:
+        return ""
+    low = max(1, proposal.line - EXCERPT_LINES)
+    high = min(len(lines), proposal.end_line + EXCERPT_LINES)
+    return "\n".join(f"{n:5}   {lines[n - 1]}" for n in range(low, high + 1))
+
+
+def lead_prompt(item: ChunkInput, proposals: Sequence[Proposal]) -> str:
+    blocks = []
+    for number, proposal in enumerate(proposals, start=1):
+        shown = json.dumps(proposal.model_dump(mode="json"), ensure_ascii=False)
+        blocks.append(f"#{number} {shown}\n{_excerpt(proposal, item.new_lines.get(proposal.path))}")
+    return LEAD_TASK.format(rules=_rules_text(item.rule_findings), proposals="\n\n".join(blocks))
+
+
+def prompt_overhead() -> int:
+    """Tokens every reviewer call carries besides the code (role, task text, the schema CrewAI adds twice)."""
+    schema = json.dumps(Proposals.model_json_schema())
+    static = REVIEWER_ROLE + REVIEWER_GOAL + REVIEWER_BACKSTORY + REVIEW_TASK + EXPECTED + schema + schema
+    return estimate_tokens(static) + 150  # CrewAI's own framing
+
+
+_crewai: ModuleType | None = None
+
+
+def load_crewai() -> ModuleType:
+    """Import CrewAI once, offline and quiet. Called by the worker, never by the web process."""
+    global _crewai  # noqa: PLW0603 - one import per process
+    if _crewai is None:
+        for name, value in CREWAI_OFFLINE.items():
+            os.environ.setdefault(name, value)
+        importlib.import_module("openai.resources")  # the first kickoff otherwise pays for it (~0.5 s)
+        _crewai = importlib.import_module("crewai")
+    return _crewai
+
+
+class CrewReviewer:
+    """Runs one chunk through the two agents; returns the lead's verified proposals and the tokens used."""
+
+    def __init__(self, config: LLMConfig) -> None:
+        self.config = config
+
+    @property
+    def model(self) -> str:
+        return self.config.model
+
+    def _llm(self) -> Any:
+        crewai = load_crewai()
+        # A fresh LLM per agent and kickoff: CrewAI sums each LLM object's lifetime counters.
+        return crewai.LLM(
+            model=f"openai/{self.config.model}",
+            base_url=self.config.base_url or "https://api.openai.com/v1",
+            api_key=self.config.api_key,
+            temperature=0.0,
+            timeout=self.config.timeout,
+            max_retries=self.config.max_retries,
+        )
+
+    async def _ask(self, role: str, goal: str, backstory: str, description: str) -> tuple[Proposals, Usage]:
+        crewai = load_crewai()
+        from crewai.events.listeners.tracing.utils import set_suppress_tracing_messages  # noqa: PLC0415
+        from crewai.events.utils.console_formatter import set_suppress_console_output  # noqa: PLC0415
+
+        set_suppress_console_output(True)
+        set_suppress_tracing_messages(True)
+        agent = crewai.Agent(
+            role=role,
+            goal=goal,
+            backstory=backstory,
+            llm=self._llm(),
+            allow_delegation=False,
+            max_iter=1,
+            max_retry_limit=1,  # one repair attempt when the output fails the schema
+            cache=False,
+            respect_context_window=False,
+            verbose=False,
+        )
+        task = crewai.Task(description=description, expected_output=EXPECTED, agent=agent, output_pydantic=Proposals)
+        crew = crewai.Crew(agents=[agent], tasks=[task], verbose=False, memory=False, cache=False, tracing=False)
+        output = await crew.akickoff()
+        usage = output.token_usage
+        result = output.pydantic
+        if not isinstance(result, Proposals):
+            raise ValueError(f"the {role.lower()} returned no structured findings")
+        return result, Usage(usage.prompt_tokens, usage.completion_tokens, usage.successful_requests)
+
+    async def review(self, item: ChunkInput) -> tuple[list[Proposal], Usage]:
+        usage = Usage()
+        proposed, spent = await self._ask(REVIEWER_ROLE, REVIEWER_GOAL, REVIEWER_BACKSTORY, review_prompt(item))
+        usage.add(spent)
+        if not proposed.findings:
+            return [], usage
+        verified, spent = await self._ask(LEAD_ROLE, LEAD_GOAL, LEAD_BACKSTORY, lead_prompt(item, proposed.findings))
+        usage.add(spent)
+        return list(verified.findings), usage
+
+
+async def gather_limited(limit: int, *jobs: Any) -> list[Any]:
+    """Run coroutines with at most `limit` at once, results in order, exceptions returned (not raised)."""
+    gate = asyncio.Semaphore(limit)
+
+    async def one(job: Any) -> Any:
+        async with gate:
+            return await job
+
+    return await asyncio.gather(*(one(job) for job in jobs), return_exceptions=True)
