@@ -85,7 +85,7 @@ def cmd_worker(_: argparse.Namespace) -> int:
         await jobs.connect()
         try:
             worker = build_worker(
-                jobs, service_tasks(settings), concurrency=settings.worker_concurrency, embedded=False
+                jobs, service_tasks(settings, jobs), concurrency=settings.worker_concurrency, embedded=False
             )
             await worker.start()  # until SIGINT/SIGTERM; running jobs go back to the queue
         finally:

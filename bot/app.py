@@ -122,7 +122,7 @@ def create_app(settings: Settings, *, tasks: list[Task] | None = None) -> Litest
         worker = None
         if jobs.is_embedded:
             worker = build_worker(
-                jobs, tasks or service_tasks(settings), concurrency=settings.worker_concurrency, embedded=True
+                jobs, tasks or service_tasks(settings, jobs), concurrency=settings.worker_concurrency, embedded=True
             )
             app.state.worker = asyncio.create_task(worker.start(), name="embedded-worker")
         try:

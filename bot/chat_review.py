@@ -6,11 +6,13 @@ Used synchronously by ``POST /chat?fast=true`` and by the ``review_code`` job be
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from reviewer.engine import review_change, whole_file_change
+from reviewer.engine import Change, ChunkCache, LLMBudget, LLMReviewer, Price, review_change, whole_file_change
+from reviewer.engine import review as engine_review
 from reviewer.files import MAX_FILE_BYTES, RepoConfig, classify
 from reviewer.models import Finding, Review, Severity
 
@@ -40,7 +42,18 @@ ALIASES = {
 }
 DEFAULT_LANGUAGE = "kotlin"
 
+
+@dataclass(frozen=True, slots=True)
+class LLMOptions:
+    budget: LLMBudget
+    price: Price | None
+    cache: ChunkCache | None
+
+
 FAST_NOTE = "Rules only (fast=true): the deterministic rules ran; no LLM is used on this route."
+
+
+CHAT_CONFIG = RepoConfig(max_comments=MAX_ISSUES)
 
 
 class UnsupportedInput(ValueError):
@@ -176,21 +189,37 @@ def summarize(review: Review, issues: list[Issue], path: str, narrowed: tuple[in
     parts = [head, *(f"{note.reason}." for note in review.notes)]
     if review.omitted:
         parts.append(f"{review.omitted} more not shown.")
-    parts.append(review.mode_note)
+    parts += [review.mode_note, review.llm_summary]
     return " ".join(part for part in parts if part)
 
 
-def review_source(request: ChatRequest, *, mode_note: str) -> ChatResponse:
-    """Run the rules on the request's source; raise UnsupportedInput for a file or language it cannot read."""
-    path = review_path(request)
+def _respond(request: ChatRequest, path: str, review: Review) -> ChatResponse:
     narrowed = snippet_lines(request.source_code, request.code_snippet) if request.code_snippet else None
-    config = RepoConfig(max_comments=MAX_ISSUES)
-    review = review_change(
-        whole_file_change(path, request.source_code.encode("utf-8", "replace")), config, mode_note=mode_note
-    )
     findings = review.findings
     if narrowed is not None:
         low, high = narrowed
         findings = [f for f in findings if f.end_line >= low and f.line <= high]
     issues = [_issue(finding) for finding in findings]
-    return ChatResponse(summary=summarize(review, issues, path, narrowed), issues=issues, reviewer="rules")
+    return ChatResponse(summary=summarize(review, issues, path, narrowed), issues=issues, reviewer=review.reviewer)
+
+
+def _change(request: ChatRequest) -> tuple[str, Change]:
+    path = review_path(request)
+    if request.code_snippet:
+        snippet_lines(request.source_code, request.code_snippet)  # refuse a bad snippet before any work
+    return path, whole_file_change(path, request.source_code.encode("utf-8", "replace"))
+
+
+def review_source(request: ChatRequest, *, mode_note: str) -> ChatResponse:
+    """Run the rules on the request's source; raise UnsupportedInput for a file or language it cannot read."""
+    path, change = _change(request)
+    return _respond(request, path, review_change(change, CHAT_CONFIG, mode_note=mode_note))
+
+
+async def review_source_with_llm(request: ChatRequest, llm: LLMReviewer, options: LLMOptions) -> ChatResponse:
+    """The rules, then the crew (the worker's path when an LLM is configured)."""
+    path, change = _change(request)
+    review = await engine_review(
+        change, CHAT_CONFIG, llm, cache=options.cache, budget=options.budget, price=options.price
+    )
+    return _respond(request, path, review)

@@ -22,6 +22,35 @@ RATE_LIMIT_SCHEMES = ("memory", "redis", "rediss", "async+redis", "async+rediss"
 SECRET_FIELDS = ("github_private_key", "github_webhook_secret", "openai_api_key", "api_keys")
 
 
+# US dollars per million tokens (prompt, completion), OpenAI's list prices; LLM_PRICES adds or overrides.
+DEFAULT_PRICES = {
+    "gpt-4o-mini": (0.15, 0.60),
+    "gpt-4o": (2.50, 10.00),
+    "gpt-4.1": (2.00, 8.00),
+    "gpt-4.1-mini": (0.40, 1.60),
+    "gpt-4.1-nano": (0.10, 0.40),
+    "o4-mini": (1.10, 4.40),
+}
+
+
+def parse_prices(text: str) -> dict[str, tuple[float, float]]:
+    """`model=prompt:completion,...` in US dollars per million tokens, e.g. `my-vllm-model=0:0`."""
+    prices: dict[str, tuple[float, float]] = {}
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        model, _, pair = item.partition("=")
+        prompt, _, completion = pair.partition(":")
+        try:
+            values = (float(prompt), float(completion))
+        except ValueError:
+            raise ValueError(f"{item!r} is not model=prompt:completion (dollars per million tokens)") from None
+        if not model.strip() or min(values) < 0:
+            raise ValueError(f"{item!r} is not model=prompt:completion (dollars per million tokens)")
+        prices[model.strip()] = values
+    return prices
+
+
 class ConfigError(Exception):
     """The configuration is invalid; the message names each variable and what is wrong with it."""
 
@@ -53,6 +82,13 @@ class Settings(BaseSettings):
     openai_base_url: str | None = None
     model: str = Field(default="gpt-4o-mini", min_length=1)
     reviewer: Literal["auto", "rules", "crew"] = "auto"
+    llm_call_budget_tokens: int = Field(default=8000, ge=1000, le=1_000_000)
+    llm_review_budget_tokens: int = Field(default=60_000, ge=1000, le=10_000_000)
+    llm_concurrency: int = Field(default=2, ge=1, le=32)
+    llm_timeout_seconds: float = Field(default=60, gt=0, le=600)
+    llm_max_retries: int = Field(default=3, ge=0, le=10)
+    llm_cache_ttl_seconds: int = Field(default=7 * 86_400, ge=0)
+    llm_prices: str = ""
 
     queue_url: str = "sqlite:///data/jobs.sqlite3"
     worker_concurrency: int = Field(default=4, ge=1, le=256)
@@ -117,6 +153,12 @@ class Settings(BaseSettings):
             raise ValueError("must be memory:// or redis://host:port/db")
         return value
 
+    @field_validator("llm_prices")
+    @classmethod
+    def _prices(cls, value: str) -> str:
+        parse_prices(value)
+        return value
+
     @field_validator("installation_rate_limit")
     @classmethod
     def _limit(cls, value: str) -> str:
@@ -164,6 +206,9 @@ class Settings(BaseSettings):
     @property
     def forwarded_allow_list(self) -> list[str]:
         return self.forwarded_allow_ips.split(",") if self.forwarded_allow_ips else []
+
+    def price_table(self) -> dict[str, tuple[float, float]]:
+        return {**DEFAULT_PRICES, **parse_prices(self.llm_prices)}
 
     def private_key(self) -> str | None:
         """The App's PEM private key, from GITHUB_PRIVATE_KEY or the file at GITHUB_PRIVATE_KEY_PATH."""

@@ -115,6 +115,10 @@ class SqliteQueue(Queue):
         connection = self._connection
         return await self.loop.run_in_executor(self._executor, function, connection)
 
+    async def call(self, function: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `function(connection)` on the queue's connection thread (for tables beside the queue's)."""
+        return await self._run(function)
+
     async def connect(self) -> None:
         if self._connection is not None:
             return

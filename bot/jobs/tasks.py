@@ -5,34 +5,32 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from bot.chat_review import ChatRequest, review_source
+from bot.chat_review import ChatRequest, review_source, review_source_with_llm
+from bot.jobs.cache import ChunkStore
+from bot.jobs.queue import Jobs
 from bot.jobs.worker import Task, TransientError
+from bot.llm import RULES_SETTING_NOTE, crew_reviewer, llm_options, mode_note
 from bot.settings import Settings
-from reviewer.engine import RULES_ONLY_NOTE
+
+__all__ = ["CHAT_KEY_PREFIX", "REVIEW_CODE", "RULES_SETTING_NOTE", "service_tasks"]
 
 REVIEW_CODE = "review_code"
 CHAT_KEY_PREFIX = "chat:"
 
-RULES_SETTING_NOTE = "Rules only: REVIEWER=rules, so no LLM is used."
-CREW_NOT_BUILT_NOTE = "Rules only: the LLM review (crew) is not part of this version yet; only the rules ran."
 
-
-def mode_note(settings: Settings) -> str:
-    """Said out loud in every chat summary: which reviewer ran and why."""
-    if settings.reviewer == "rules":
-        return RULES_SETTING_NOTE
-    if not settings.llm_configured:
-        return RULES_ONLY_NOTE
-    return CREW_NOT_BUILT_NOTE
-
-
-def service_tasks(settings: Settings) -> list[Task]:
+def service_tasks(settings: Settings, jobs: Jobs | None = None) -> list[Task]:
+    """The job functions for these settings. `jobs` gives the LLM its chunk cache (the queue's backend)."""
     note = mode_note(settings)
+    llm = crew_reviewer(settings)
+    options = llm_options(settings, ChunkStore(jobs, settings.llm_cache_ttl_seconds) if jobs is not None else None)
 
     async def review_code(request: dict[str, Any]) -> dict[str, Any]:
         parsed = ChatRequest.model_validate(request)
-        # The rules are CPU work: off the event loop, which in the embedded mode also serves HTTP.
-        response = await asyncio.to_thread(review_source, parsed, mode_note=note)
+        if llm is None:
+            # The rules are CPU work: off the event loop, which in the embedded mode also serves HTTP.
+            response = await asyncio.to_thread(review_source, parsed, mode_note=note)
+        else:
+            response = await review_source_with_llm(parsed, llm, options)
         return response.model_dump(mode="json")
 
     return [Task(REVIEW_CODE, review_code, transient=(TransientError,))]
