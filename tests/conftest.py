@@ -14,6 +14,8 @@ from litestar.testing import TestClient
 from bot.app import create_app
 from bot.settings import Settings
 
+pytest_plugins = ("tests.fakes.openai_server",)  # the `fake_openai` fixture
+
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
