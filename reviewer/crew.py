@@ -161,6 +161,23 @@ def prompt_overhead() -> int:
     return estimate_tokens(static) + 150  # CrewAI's own framing
 
 
+class _NoTaskLog:
+    """Stands in for CrewAI's kickoff log (`latest_kickoff_task_outputs.db` under XDG_DATA_HOME), which would
+    keep every prompt, and so the reviewed code, on disk for `crewai replay`, a command this service never runs."""
+
+    def update(self, task_index: int, log: dict[str, Any]) -> None:
+        pass
+
+    def add(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def reset(self) -> None:
+        pass
+
+    def load(self) -> list[dict[str, Any]]:
+        return []
+
+
 _crewai: ModuleType | None = None
 
 
@@ -218,6 +235,7 @@ class CrewReviewer:
         )
         task = crewai.Task(description=description, expected_output=EXPECTED, agent=agent, output_pydantic=Proposals)
         crew = crewai.Crew(agents=[agent], tasks=[task], verbose=False, memory=False, cache=False, tracing=False)
+        crew._task_output_handler = _NoTaskLog()
         output = await crew.akickoff()
         usage = output.token_usage
         result = output.pydantic
