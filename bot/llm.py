@@ -8,6 +8,7 @@ from bot.settings import Settings
 from reviewer.crew import CrewReviewer, LLMConfig
 from reviewer.engine import RULES_ONLY_NOTE, ChunkCache, LLMBudget, Price
 
+LLM_SHARE_OF_JOB_TIME = 0.8
 RULES_SETTING_NOTE = "Rules only: REVIEWER=rules, so no LLM is used."
 
 
@@ -41,5 +42,7 @@ def llm_options(settings: Settings, cache: ChunkCache | None) -> LLMOptions:
         call_tokens=settings.llm_call_budget_tokens,
         review_tokens=settings.llm_review_budget_tokens,
         concurrency=settings.llm_concurrency,
+        # Leave the job time to publish the rules' findings when the LLM is slow.
+        deadline=settings.job_timeout_seconds * LLM_SHARE_OF_JOB_TIME,
     )
     return LLMOptions(budget=budget, price=price, cache=cache)

@@ -185,6 +185,10 @@ def _dedupe_sort_cap(findings: Iterable[Finding], config: RepoConfig) -> tuple[l
 # The LLM half: rules first, then the crew on budgeted chunks, every proposal anchored by its quote.
 
 
+class LLMDeadline(Exception):
+    """The LLM part of a review ran out of time (LLMBudget.deadline)."""
+
+
 class ChunkCache(Protocol):
     """Verified proposals per chunk key, in the job store's backend (a re-review of a chunk costs nothing)."""
 
@@ -205,6 +209,7 @@ class LLMBudget:
     call_tokens: int = 8000  # prompt tokens one call may carry
     review_tokens: int = 60_000  # prompt tokens one review may spend
     concurrency: int = 2  # chunks reviewed at once
+    deadline: float | None = None  # seconds the whole LLM part may take; chunks not done by then are named
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,7 +325,17 @@ async def review(
     skipped_names = [name for name, _ in plan.skipped]
     usage, cached = Usage(), 0
 
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + budget.deadline if budget.deadline is not None else None
+
     async def one(chunk: Chunk) -> list[Proposal]:
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await reviewed(chunk)
+        except TimeoutError:
+            raise LLMDeadline(f"the LLM part took longer than its {budget.deadline:g} s") from None
+
+    async def reviewed(chunk: Chunk) -> list[Proposal]:
         nonlocal cached
         rule_findings = [f for f in rules.findings if f.path in chunk.paths]
         item = ChunkInput(chunk, rule_findings, config.instructions, skipped_names, {p: lines[p] for p in chunk.paths})
