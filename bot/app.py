@@ -31,6 +31,7 @@ from bot.context import accept_request_id, bound
 from bot.errors import EXCEPTION_HANDLERS
 from bot.jobs import Jobs, Task, build_worker
 from bot.jobs.tasks import service_tasks
+from bot.jobs.worker import size_thread_pool
 from bot.readiness import Check, limiter_check
 from bot.settings import Settings
 from bot.throttle import Throttle, TrustedProxies, close_storage, create_storage
@@ -121,6 +122,7 @@ def create_app(settings: Settings, *, tasks: list[Task] | None = None) -> Litest
         app.state.readiness_checks = _readiness_checks(app)
         worker = None
         if jobs.is_embedded:
+            size_thread_pool(settings.worker_concurrency, settings.llm_concurrency)
             worker = build_worker(
                 jobs, tasks or service_tasks(settings, jobs), concurrency=settings.worker_concurrency, embedded=True
             )

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,8 @@ from saq.utils import cancel_tasks
 from bot.jobs.queue import JobPolicy, Jobs
 
 log = logging.getLogger("bot.jobs")
+
+THREAD_HEADROOM = 8
 
 
 class TransientError(Exception):
@@ -114,6 +117,14 @@ class EmbeddedWorker(ServiceWorker):
     """Runs inside the web server's event loop: uvicorn owns SIGINT/SIGTERM and stops us in its lifespan."""
 
     SIGNALS: list[signal.Signals] = []  # noqa: RUF012 - overrides SAQ's class attribute
+
+
+def size_thread_pool(worker_concurrency: int, llm_concurrency: int) -> None:
+    """Give the running loop's default executor a thread for every LLM call the workers may have in flight
+    (CrewAI runs each OpenAI call as a blocking call in `asyncio.to_thread`), plus room for the rules' and
+    the web routes' own `to_thread` work. The stock pool (cores + 4) would queue calls behind each other."""
+    threads = worker_concurrency * llm_concurrency + THREAD_HEADROOM
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=threads, thread_name_prefix="io"))
 
 
 def build_worker(jobs: Jobs, tasks: Iterable[Task], *, concurrency: int, embedded: bool) -> ServiceWorker:
