@@ -18,11 +18,14 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reviewer.budget import Chunk, estimate_tokens
 from reviewer.models import Finding
 from reviewer.proposals import Proposal, Proposals
+
+if TYPE_CHECKING:
+    import httpx
 
 # Set (unless the operator set them) before `import crewai`: no telemetry, tracing or version checks.
 CREWAI_OFFLINE = {
@@ -107,6 +110,57 @@ class Usage:
         self.calls += other.calls
 
 
+class LLMFailed(Exception):
+    """A chunk's review failed (the cause is chained); `usage` is what the calls the API answered cost."""
+
+    def __init__(self, usage: Usage) -> None:
+        super().__init__("the LLM review of a chunk failed")
+        self.usage = usage
+
+
+class UsageMeter:
+    """Counts the `usage` of every completion the API answers, as CrewAI's transport interceptor.
+
+    CrewAI's own count (`CrewOutput.token_usage`) leaves out the answers that failed the schema and is lost
+    when a kickoff raises; the API bills them all. Registered as a CrewAI `BaseInterceptor` by load_crewai.
+    """
+
+    def __init__(self) -> None:
+        self.usage = Usage()
+
+    def _count(self, response: httpx.Response) -> None:
+        try:
+            reported = json.loads(response.content).get("usage") or {}
+            prompt, completion = int(reported.get("prompt_tokens") or 0), int(reported.get("completion_tokens") or 0)
+        except (ValueError, TypeError, AttributeError):
+            return  # not a completion: nothing to count
+        self.usage.add(Usage(prompt, completion, 1))
+
+    @staticmethod
+    def _answered(response: httpx.Response) -> bool:
+        return response.is_success and response.headers.get("content-type", "").startswith("application/json")
+
+    def on_outbound(self, message: httpx.Request) -> httpx.Request:
+        # CrewAI gives each LLM its own httpx client and never closes it: let no connection outlive its answer.
+        message.headers["Connection"] = "close"
+        return message
+
+    def on_inbound(self, message: httpx.Response) -> httpx.Response:
+        if self._answered(message):
+            message.read()
+            self._count(message)
+        return message
+
+    async def aon_outbound(self, message: httpx.Request) -> httpx.Request:
+        return self.on_outbound(message)
+
+    async def aon_inbound(self, message: httpx.Response) -> httpx.Response:
+        if self._answered(message):
+            await message.aread()
+            self._count(message)
+        return message
+
+
 @dataclass(slots=True)
 class ChunkInput:
     """Everything one chunk's review needs besides the code."""
@@ -189,6 +243,7 @@ def load_crewai() -> ModuleType:
             os.environ.setdefault(name, value)
         importlib.import_module("openai.resources")  # the first kickoff otherwise pays for it (~0.5 s)
         _crewai = importlib.import_module("crewai")
+        importlib.import_module("crewai.llms.hooks.base").BaseInterceptor.register(UsageMeter)
     return _crewai
 
 
@@ -202,7 +257,7 @@ class CrewReviewer:
     def model(self) -> str:
         return self.config.model
 
-    def _llm(self) -> Any:
+    def _llm(self, meter: UsageMeter) -> Any:
         crewai = load_crewai()
         # A fresh LLM per agent and kickoff: CrewAI sums each LLM object's lifetime counters.
         return crewai.LLM(
@@ -212,9 +267,10 @@ class CrewReviewer:
             temperature=0.0,
             timeout=self.config.timeout,
             max_retries=self.config.max_retries,
+            interceptor=meter,
         )
 
-    async def _ask(self, role: str, goal: str, backstory: str, description: str) -> tuple[Proposals, Usage]:
+    async def _ask(self, role: str, goal: str, backstory: str, description: str, meter: UsageMeter) -> Proposals:
         crewai = load_crewai()
         from crewai.events.listeners.tracing.utils import set_suppress_tracing_messages  # noqa: PLC0415
         from crewai.events.utils.console_formatter import set_suppress_console_output  # noqa: PLC0415
@@ -225,7 +281,7 @@ class CrewReviewer:
             role=role,
             goal=goal,
             backstory=backstory,
-            llm=self._llm(),
+            llm=self._llm(meter),
             allow_delegation=False,
             max_iter=1,
             max_retry_limit=1,  # one repair attempt when the output fails the schema
@@ -237,21 +293,24 @@ class CrewReviewer:
         crew = crewai.Crew(agents=[agent], tasks=[task], verbose=False, memory=False, cache=False, tracing=False)
         crew._task_output_handler = _NoTaskLog()
         output = await crew.akickoff()
-        usage = output.token_usage
         result = output.pydantic
         if not isinstance(result, Proposals):
             raise ValueError(f"the {role.lower()} returned no structured findings")
-        return result, Usage(usage.prompt_tokens, usage.completion_tokens, usage.successful_requests)
+        return result
 
     async def review(self, item: ChunkInput) -> tuple[list[Proposal], Usage]:
-        usage = Usage()
-        proposed, spent = await self._ask(REVIEWER_ROLE, REVIEWER_GOAL, REVIEWER_BACKSTORY, review_prompt(item))
-        usage.add(spent)
-        if not proposed.findings:
-            return [], usage
-        verified, spent = await self._ask(LEAD_ROLE, LEAD_GOAL, LEAD_BACKSTORY, lead_prompt(item, proposed.findings))
-        usage.add(spent)
-        return list(verified.findings), usage
+        """The lead's verified proposals and what every answered call cost; LLMFailed (with that cost) if the
+        chunk could not be reviewed."""
+        meter = UsageMeter()
+        try:
+            proposed = await self._ask(REVIEWER_ROLE, REVIEWER_GOAL, REVIEWER_BACKSTORY, review_prompt(item), meter)
+            if not proposed.findings:
+                return [], meter.usage
+            lead = lead_prompt(item, proposed.findings)
+            verified = await self._ask(LEAD_ROLE, LEAD_GOAL, LEAD_BACKSTORY, lead, meter)
+        except Exception as exc:
+            raise LLMFailed(meter.usage) from exc
+        return list(verified.findings), meter.usage
 
 
 async def gather_limited(limit: int, *jobs: Any) -> list[Any]:

@@ -19,7 +19,7 @@ from reviewer.android.resources import check_resources
 from reviewer.android.xml import XmlError
 from reviewer.budget import Chunk, cache_key
 from reviewer.budget import plan as budget_plan
-from reviewer.crew import ChunkInput, Usage, gather_limited, prompt_overhead
+from reviewer.crew import ChunkInput, LLMFailed, Usage, gather_limited, prompt_overhead
 from reviewer.diff import FileDiff, Hunk, Line
 from reviewer.files import MAX_FILE_BYTES, FileKind, RepoConfig, classify, is_test_source
 from reviewer.kotlin import check_kotlin
@@ -278,8 +278,9 @@ def _anchor_all(
     dropped = 0
     for chunk, result in zip(chunks, results, strict=True):
         if isinstance(result, BaseException):
-            text = str(result).strip()
-            reason = f"{type(result).__name__}: {text.splitlines()[0]}" if text else type(result).__name__
+            error = result.__cause__ if isinstance(result, LLMFailed) and result.__cause__ is not None else result
+            text = str(error).strip()
+            reason = f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
             failures.append(reason)
             notes += [FileNote(path, f"not reviewed by the LLM ({reason})") for path in chunk.paths]
             continue
@@ -347,7 +348,11 @@ async def review(
         if cache is not None and (hit := await cache.get(key)) is not None:
             cached += 1
             return [Proposal.model_validate(p) for p in hit]
-        proposals, spent = await llm.review(item)
+        try:
+            proposals, spent = await llm.review(item)
+        except LLMFailed as exc:
+            usage.add(exc.usage)  # the calls answered before the failure are billed too
+            raise
         usage.add(spent)
         if cache is not None:
             await cache.put(key, [p.model_dump(mode="json") for p in proposals])
