@@ -77,12 +77,16 @@ def cmd_worker(_: argparse.Namespace) -> int:
     from bot.jobs import Jobs, build_worker  # noqa: PLC0415 - only this command runs jobs
     from bot.jobs.tasks import service_tasks  # noqa: PLC0415
     from bot.jobs.worker import size_thread_pool  # noqa: PLC0415
+    from bot.llm import crew_reviewer  # noqa: PLC0415
     from bot.logs import configure_logging  # noqa: PLC0415
+    from reviewer.crew import load_crewai  # noqa: PLC0415
 
     configure_logging(settings.log_level, settings.log_format, settings.secret_values())
 
     async def run() -> None:
         size_thread_pool(settings.worker_concurrency, settings.llm_concurrency)
+        if crew_reviewer(settings) is not None:
+            await asyncio.to_thread(load_crewai)  # ~3 s once, here rather than in the first review
         jobs = Jobs.from_settings(settings)
         await jobs.connect()
         try:

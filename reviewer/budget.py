@@ -15,11 +15,13 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from tree_sitter import Node
+
 from reviewer.diff import FileDiff, Hunk
 from reviewer.files import FileKind, classify, is_test_source
 from reviewer.kotlin.source import parse
 
-PROMPT_VERSION = "2026-11-26.1"
+PROMPT_VERSION = "2026-11-26.3"
 MAX_CONTEXT_LINES = 80  # a hunk grows to its enclosing declaration only up to this many lines
 DECLARATIONS = frozenset({"function_declaration", "class_declaration", "object_declaration", "secondary_constructor"})
 
@@ -88,20 +90,38 @@ def priority(path: str, diff: FileDiff) -> tuple[int, int, str]:
     return rank, -len(diff.added_lines()), path
 
 
-def _declaration_span(source: bytes, first: int, last: int) -> tuple[int, int] | None:
-    """The smallest declaration (1-based lines) around new-side lines first..last, if it is small enough."""
-    node = parse(source).root_node.descendant_for_point_range((first - 1, 0), (last - 1, 0))
+def _column(line: str, *, end: bool = False) -> int:
+    """Byte column of the line's first (or last) non-blank character: tree-sitter points are in bytes."""
+    text = line.rstrip() if end else line[: len(line) - len(line.lstrip())]
+    return max(len(text.encode()) - (1 if end else 0), 0)
+
+
+def _declaration_span(root: Node, lines: Sequence[str], first: int, last: int) -> tuple[int, int] | None:
+    """The smallest declaration (1-based lines) around the code of new-side lines first..last, if small enough."""
+    start = (first - 1, _column(lines[first - 1]))
+    stop = (last - 1, _column(lines[last - 1], end=True))
+    node: Node | None = root.descendant_for_point_range(start, stop)
     while node is not None:
         if node.type in DECLARATIONS:
-            start, end = node.start_point[0] + 1, node.end_point[0] + 1
-            return (start, end) if end - start + 1 <= MAX_CONTEXT_LINES else None
+            low, high = node.start_point[0] + 1, node.end_point[0] + 1
+            return (low, high) if high - low + 1 <= MAX_CONTEXT_LINES else None
         node = node.parent
     return None
 
 
-def render_hunk(path: str, hunk: Hunk, new_lines: Sequence[str] | None, source: bytes | None) -> Section | None:
+def render_hunk(
+    path: str,
+    hunk: Hunk,
+    new_lines: Sequence[str] | None,
+    source: bytes | None,
+    *,
+    root: Node | None = None,
+    added_elsewhere: frozenset[int] = frozenset(),
+    shown: frozenset[int] = frozenset(),
+) -> Section | None:
     """The hunk with new-side numbers, grown to its enclosing declaration when the whole new file is known
-    (lines outside a hunk are the same in base and head, so the extension shows nothing that changed).
+    (lines outside every hunk are the same in base and head; added lines of other hunks keep their `+`).
+    The growth stops at lines another section of the file shows (`shown`): no line is sent twice.
     None for a deletion-only hunk: there is nothing new to review."""
     added = [line.new_no for line in hunk.lines if line.kind == "added" and line.new_no is not None]
     if not added:
@@ -110,11 +130,22 @@ def render_hunk(path: str, hunk: Hunk, new_lines: Sequence[str] | None, source: 
     before: list[str] = []
     after: list[str] = []
     if new_lines is not None and source is not None and path.endswith((".kt", ".kts")):
-        span = _declaration_span(source, min(added), max(added))
+        tree = root if root is not None else parse(source).root_node
+        span = _declaration_span(tree, new_lines, min(added), max(added))
         if span is not None:
-            before = [f"{n:5}   {new_lines[n - 1]}" for n in range(span[0], first) if 0 < n <= len(new_lines)]
-            after = [f"{n:5}   {new_lines[n - 1]}" for n in range(last + 1, span[1] + 1) if 0 < n <= len(new_lines)]
-            first, last = min(first, span[0]), max(last, span[1])
+
+            def numbered(n: int) -> str:
+                return f"{n:5} {'+' if n in added_elsewhere else ' '} {new_lines[n - 1]}"
+
+            low = first
+            while low - 1 >= max(span[0], 1) and low - 1 not in shown:
+                low -= 1
+            high = last
+            while high + 1 <= min(span[1], len(new_lines)) and high + 1 not in shown:
+                high += 1
+            before = [numbered(n) for n in range(low, first)]
+            after = [numbered(n) for n in range(last + 1, high + 1)]
+            first, last = low, high
     body = []
     for line in hunk.lines:
         if line.kind == "removed":
@@ -123,6 +154,31 @@ def render_hunk(path: str, hunk: Hunk, new_lines: Sequence[str] | None, source: 
             body.append(f"{line.new_no:5} {'+' if line.kind == 'added' else ' '} {line.text}")
     text = "\n".join([f"--- {path} (lines {first}-{last})", *before, *body, *after])
     return Section(path, first, last, text, estimate_tokens(text))
+
+
+def _sections(diff: FileDiff, source: bytes | None) -> list[Section]:
+    """Every hunk of one file, the file parsed once; no line shown by two sections."""
+    new_lines = source.decode("utf-8", "replace").splitlines() if source is not None else None
+    root = parse(source).root_node if source is not None and diff.path.endswith((".kt", ".kts")) else None
+    added = frozenset(diff.added_lines())
+    hunk_lines = {n for hunk in diff.hunks for n in range(hunk.new_start, max(hunk.new_end, hunk.new_start) + 1)}
+    sections: list[Section] = []
+    shown: set[int] = set()
+    for hunk in diff.hunks:
+        own = set(range(hunk.new_start, max(hunk.new_end, hunk.new_start) + 1))
+        section = render_hunk(
+            diff.path,
+            hunk,
+            new_lines,
+            source,
+            root=root,
+            added_elsewhere=added,
+            shown=frozenset((shown | hunk_lines) - own),
+        )
+        if section is not None:
+            sections.append(section)
+            shown |= set(range(section.first, section.last + 1))
+    return sections
 
 
 def plan(
@@ -140,8 +196,7 @@ def plan(
     current = Chunk()
     spent = 0
     for diff, source in ordered:
-        new_lines = source.decode("utf-8", "replace").splitlines() if source is not None else None
-        sections = [s for s in (render_hunk(diff.path, h, new_lines, source) for h in diff.hunks) if s is not None]
+        sections = _sections(diff, source)
         if not sections:
             result.skipped.append((diff.path, "deletions only"))
             continue

@@ -236,7 +236,8 @@ _crewai: ModuleType | None = None
 
 
 def load_crewai() -> ModuleType:
-    """Import CrewAI once, offline and quiet. Called by the worker, never by the web process."""
+    """Import CrewAI once, offline and quiet (about 3 s): from a worker thread (see CrewReviewer._crew) or at
+    the start of a `python -m bot worker`, never by the web process's own requests."""
     global _crewai  # noqa: PLW0603 - one import per process
     if _crewai is None:
         for name, value in CREWAI_OFFLINE.items():
@@ -270,13 +271,10 @@ class CrewReviewer:
             interceptor=meter,
         )
 
-    async def _ask(self, role: str, goal: str, backstory: str, description: str, meter: UsageMeter) -> Proposals:
+    def _crew(self, role: str, goal: str, backstory: str, description: str, meter: UsageMeter) -> Any:
+        """One agent, one task, one crew: built in a worker thread (about 70 ms, most of it the OpenAI
+        clients' TLS set-up), so the event loop, which may also serve HTTP, never waits for it."""
         crewai = load_crewai()
-        from crewai.events.listeners.tracing.utils import set_suppress_tracing_messages  # noqa: PLC0415
-        from crewai.events.utils.console_formatter import set_suppress_console_output  # noqa: PLC0415
-
-        set_suppress_console_output(True)
-        set_suppress_tracing_messages(True)
         agent = crewai.Agent(
             role=role,
             goal=goal,
@@ -292,6 +290,16 @@ class CrewReviewer:
         task = crewai.Task(description=description, expected_output=EXPECTED, agent=agent, output_pydantic=Proposals)
         crew = crewai.Crew(agents=[agent], tasks=[task], verbose=False, memory=False, cache=False, tracing=False)
         crew._task_output_handler = _NoTaskLog()
+        return crew
+
+    async def _ask(self, role: str, goal: str, backstory: str, description: str, meter: UsageMeter) -> Proposals:
+        crew = await asyncio.to_thread(self._crew, role, goal, backstory, description, meter)
+        from crewai.events.listeners.tracing.utils import set_suppress_tracing_messages  # noqa: PLC0415
+        from crewai.events.utils.console_formatter import set_suppress_console_output  # noqa: PLC0415
+
+        # Context variables: set in the task that awaits the kickoff (its threads copy this context).
+        set_suppress_console_output(True)
+        set_suppress_tracing_messages(True)
         output = await crew.akickoff()
         result = output.pydantic
         if not isinstance(result, Proposals):

@@ -129,3 +129,27 @@ def test_cache_key_is_stable_and_changes_with_model_context_and_chunk() -> None:
     assert base != cache_key("gpt-4o", one, {"instructions": ""})
     assert base != cache_key("gpt-4o-mini", one, {"instructions": "Be terse."})
     assert base != cache_key("gpt-4o-mini", other, {"instructions": ""})
+
+
+def test_grown_sections_never_repeat_a_line_and_keep_every_added_mark() -> None:
+    # sunflower's GalleryFragment change (tests/fixtures/diffs) with its new file (the smell fixture of the same
+    # commit): three hunks in one class, where growing each to its declaration would overlap.
+    diff = files_of("android__sunflower__GalleryFragment.diff")[0]
+    source = (
+        FIXTURES / "kotlin" / "smells" / "collect_without_lifecycle__android__sunflower__GalleryFragment.kt"
+    ).read_bytes()
+    result = plan([(diff, source)], call_budget=100_000, review_budget=100_000, overhead=0)
+    sections = [s for chunk in result.chunks for s in chunk.sections]
+    numbered: list[tuple[int, str]] = []
+    for section in sections:
+        for row in section.text.splitlines()[1:]:
+            if row[:5].strip():
+                numbered.append((int(row[:5]), row[6]))
+    numbers = [n for n, _ in numbered]
+    assert len(numbers) == len(set(numbers)), "a line is shown twice"
+    marked = {n for n, mark in numbered if mark == "+"}
+    assert marked == set(diff.added_lines())
+    bare = plan([(diff, None)], call_budget=100_000, review_budget=100_000, overhead=0)
+    assert sum(s.last - s.first for c in result.chunks for s in c.sections) > sum(
+        s.last - s.first for c in bare.chunks for s in c.sections
+    ), "the file's declarations add context"
