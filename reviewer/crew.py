@@ -16,6 +16,7 @@ import importlib
 import json
 import os
 from collections.abc import Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -118,23 +119,27 @@ class LLMFailed(Exception):
         self.usage = usage
 
 
+# The usage of the chunk being reviewed in this context (CrewAI's threads copy the context of the kickoff).
+_CURRENT_USAGE: ContextVar[Usage | None] = ContextVar("llm_usage", default=None)
+
+
 class UsageMeter:
-    """Counts the `usage` of every completion the API answers, as CrewAI's transport interceptor.
+    """Counts the `usage` of every completion the API answers into the current chunk's Usage, as CrewAI's
+    transport interceptor (one per pooled LLM; the chunk is found through a context variable).
 
     CrewAI's own count (`CrewOutput.token_usage`) leaves out the answers that failed the schema and is lost
     when a kickoff raises; the API bills them all. Registered as a CrewAI `BaseInterceptor` by load_crewai.
     """
 
-    def __init__(self) -> None:
-        self.usage = Usage()
-
     def _count(self, response: httpx.Response) -> None:
+        usage = _CURRENT_USAGE.get()
         try:
             reported = json.loads(response.content).get("usage") or {}
             prompt, completion = int(reported.get("prompt_tokens") or 0), int(reported.get("completion_tokens") or 0)
         except (ValueError, TypeError, AttributeError):
             return  # not a completion: nothing to count
-        self.usage.add(Usage(prompt, completion, 1))
+        if usage is not None:
+            usage.add(Usage(prompt, completion, 1))
 
     @staticmethod
     def _answered(response: httpx.Response) -> bool:
@@ -253,14 +258,14 @@ class CrewReviewer:
 
     def __init__(self, config: LLMConfig) -> None:
         self.config = config
+        self._idle: list[Any] = []  # LLM objects not in use: built once, lent to one kickoff at a time
 
     @property
     def model(self) -> str:
         return self.config.model
 
-    def _llm(self, meter: UsageMeter) -> Any:
+    def _llm(self) -> Any:
         crewai = load_crewai()
-        # A fresh LLM per agent and kickoff: CrewAI sums each LLM object's lifetime counters.
         return crewai.LLM(
             model=f"openai/{self.config.model}",
             base_url=self.config.base_url or "https://api.openai.com/v1",
@@ -268,18 +273,21 @@ class CrewReviewer:
             temperature=0.0,
             timeout=self.config.timeout,
             max_retries=self.config.max_retries,
-            interceptor=meter,
+            interceptor=UsageMeter(),
         )
 
-    def _crew(self, role: str, goal: str, backstory: str, description: str, meter: UsageMeter) -> Any:
-        """One agent, one task, one crew: built in a worker thread (about 70 ms, most of it the OpenAI
-        clients' TLS set-up), so the event loop, which may also serve HTTP, never waits for it."""
+    async def _borrow(self) -> Any:
+        """An idle LLM, or a new one (about 35 ms: two OpenAI clients and their TLS set-up, in a thread)."""
+        return self._idle.pop() if self._idle else await asyncio.to_thread(self._llm)
+
+    def _crew(self, role: str, goal: str, backstory: str, description: str, llm: Any) -> Any:
+        """One agent, one task, one crew."""
         crewai = load_crewai()
         agent = crewai.Agent(
             role=role,
             goal=goal,
             backstory=backstory,
-            llm=self._llm(meter),
+            llm=llm,
             allow_delegation=False,
             max_iter=1,
             max_retry_limit=1,  # one repair attempt when the output fails the schema
@@ -292,15 +300,19 @@ class CrewReviewer:
         crew._task_output_handler = _NoTaskLog()
         return crew
 
-    async def _ask(self, role: str, goal: str, backstory: str, description: str, meter: UsageMeter) -> Proposals:
-        crew = await asyncio.to_thread(self._crew, role, goal, backstory, description, meter)
+    async def _ask(self, role: str, goal: str, backstory: str, description: str) -> Proposals:
         from crewai.events.listeners.tracing.utils import set_suppress_tracing_messages  # noqa: PLC0415
         from crewai.events.utils.console_formatter import set_suppress_console_output  # noqa: PLC0415
 
+        llm = await self._borrow()
+        crew = await asyncio.to_thread(self._crew, role, goal, backstory, description, llm)
         # Context variables: set in the task that awaits the kickoff (its threads copy this context).
         set_suppress_console_output(True)
         set_suppress_tracing_messages(True)
         output = await crew.akickoff()
+        # Back to the pool only after a clean finish: a cancelled kickoff may still use it in its thread.
+        # (CrewAI's per-LLM lifetime counters grow with reuse; the usage counted here comes from UsageMeter.)
+        self._idle.append(llm)
         result = output.pydantic
         if not isinstance(result, Proposals):
             raise ValueError(f"the {role.lower()} returned no structured findings")
@@ -309,16 +321,18 @@ class CrewReviewer:
     async def review(self, item: ChunkInput) -> tuple[list[Proposal], Usage]:
         """The lead's verified proposals and what every answered call cost; LLMFailed (with that cost) if the
         chunk could not be reviewed."""
-        meter = UsageMeter()
+        usage = Usage()
+        _CURRENT_USAGE.set(usage)  # this chunk's own task: the value goes with it
+        if _crewai is None:
+            await asyncio.to_thread(load_crewai)
         try:
-            proposed = await self._ask(REVIEWER_ROLE, REVIEWER_GOAL, REVIEWER_BACKSTORY, review_prompt(item), meter)
+            proposed = await self._ask(REVIEWER_ROLE, REVIEWER_GOAL, REVIEWER_BACKSTORY, review_prompt(item))
             if not proposed.findings:
-                return [], meter.usage
-            lead = lead_prompt(item, proposed.findings)
-            verified = await self._ask(LEAD_ROLE, LEAD_GOAL, LEAD_BACKSTORY, lead, meter)
+                return [], usage
+            verified = await self._ask(LEAD_ROLE, LEAD_GOAL, LEAD_BACKSTORY, lead_prompt(item, proposed.findings))
         except Exception as exc:
-            raise LLMFailed(meter.usage) from exc
-        return list(verified.findings), meter.usage
+            raise LLMFailed(usage) from exc
+        return list(verified.findings), usage
 
 
 async def gather_limited(limit: int, *jobs: Any) -> list[Any]:
