@@ -156,7 +156,7 @@ def render_hunk(
     return Section(path, first, last, text, estimate_tokens(text))
 
 
-def _sections(diff: FileDiff, source: bytes | None) -> list[Section]:
+def file_sections(diff: FileDiff, source: bytes | None) -> list[Section]:
     """Every hunk of one file, the file parsed once; no line shown by two sections."""
     new_lines = source.decode("utf-8", "replace").splitlines() if source is not None else None
     root = parse(source).root_node if source is not None and diff.path.endswith((".kt", ".kts")) else None
@@ -187,6 +187,7 @@ def plan(
     call_budget: int,
     review_budget: int,
     overhead: int,
+    rendered: dict[str, list[Section]] | None = None,
 ) -> Plan:
     """Split the reviewable files into calls of at most `call_budget` prompt tokens (`overhead` being the fixed
     part of every prompt), at most `review_budget` in all, most important files first."""
@@ -196,7 +197,9 @@ def plan(
     current = Chunk()
     spent = 0
     for diff, source in ordered:
-        sections = _sections(diff, source)
+        sections = (
+            rendered[diff.path] if rendered is not None and diff.path in rendered else file_sections(diff, source)
+        )
         if not sections:
             result.skipped.append((diff.path, "deletions only"))
             continue

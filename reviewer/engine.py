@@ -9,7 +9,7 @@ parsed becomes a note in the review.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -17,7 +17,7 @@ from reviewer.android.gradle import check_build_script, check_version_catalog
 from reviewer.android.manifest import check_manifest
 from reviewer.android.resources import check_resources
 from reviewer.android.xml import XmlError
-from reviewer.budget import Chunk, cache_key
+from reviewer.budget import Chunk, Plan, cache_key, file_sections
 from reviewer.budget import plan as budget_plan
 from reviewer.crew import ChunkInput, LLMFailed, Usage, gather_limited, prompt_overhead
 from reviewer.diff import FileDiff, Hunk, Line
@@ -257,7 +257,7 @@ def _overlaps(crew: Finding, rules: Iterable[Finding]) -> bool:
 def usage_line(model: str, *, files: int, hunks: int, cached: int, usage: Usage, price: Price | None) -> str:
     cost = f"${price.cost(usage):.4f}" if price is not None else "cost unknown (no price for this model)"
     return (
-        f"LLM ({model}): {files} file(s), {hunks} hunk(s), {usage.calls} call(s), {cached} chunk(s) from cache; "
+        f"LLM ({model}): {files} file(s), {hunks} hunk(s), {usage.calls} call(s), {cached} file(s) from cache; "
         f"{usage.prompt_tokens:,} prompt + {usage.completion_tokens:,} completion tokens; {cost}."
     )
 
@@ -298,6 +298,23 @@ def _anchor_all(
     return found, failures, dropped
 
 
+async def _remember(cache: ChunkCache, plan: Plan, results: list[Any], file_key: Callable[[str], str]) -> None:
+    """Cache each fully reviewed file's verified proposals under its own key (not a file that was cut short
+    by the budget or whose call failed: its findings are incomplete)."""
+    partial = {name.rsplit(":", 1)[0] for name, _ in plan.skipped}
+    failed: set[str] = set()
+    found: dict[str, list[Proposal]] = {}
+    for chunk, result in zip(plan.chunks, results, strict=True):
+        if isinstance(result, BaseException):
+            failed.update(chunk.paths)
+            continue
+        for path in chunk.paths:
+            found.setdefault(path, []).extend(p for p in result if p.path == path)
+    for path, proposals in found.items():
+        if path not in failed and path not in partial:
+            await cache.put(file_key(path), [p.model_dump(mode="json") for p in proposals])
+
+
 async def review(
     change: Change,
     config: RepoConfig | None = None,
@@ -316,15 +333,31 @@ async def review(
         return rules
     files = _llm_files(change, config)
     by_path = {changed.diff.path: changed for changed in files}
+    rendered = {c.diff.path: file_sections(c.diff, c.new_source) for c in files}
+    lines = {path: _lines_of(changed) for path, changed in by_path.items()}
+
+    def file_key(path: str) -> str:
+        # Per file, so that a push touching one file re-sends only that file even when files share a call.
+        context: dict[str, object] = {
+            "instructions": config.instructions,
+            "rules": sorted(f.fingerprint for f in rules.findings if f.path == path),
+        }
+        return cache_key(llm.model, Chunk(rendered[path]), context)
+
+    from_cache: dict[str, list[Proposal]] = {}
+    if cache is not None:
+        for path, sections in rendered.items():
+            if sections and (hit := await cache.get(file_key(path))) is not None:
+                from_cache[path] = [Proposal.model_validate(p) for p in hit]
     plan = budget_plan(
-        [(c.diff, c.new_source) for c in files],
+        [(c.diff, c.new_source) for c in files if c.diff.path not in from_cache],
         call_budget=budget.call_tokens,
         review_budget=budget.review_tokens,
         overhead=prompt_overhead(),
+        rendered=rendered,
     )
-    lines = {path: _lines_of(changed) for path, changed in by_path.items()}
     skipped_names = [name for name, _ in plan.skipped]
-    usage, cached = Usage(), 0
+    usage = Usage()
 
     loop = asyncio.get_running_loop()
     deadline = loop.time() + budget.deadline if budget.deadline is not None else None
@@ -337,35 +370,34 @@ async def review(
             raise LLMDeadline(f"the LLM part took longer than its {budget.deadline:g} s") from None
 
     async def reviewed(chunk: Chunk) -> list[Proposal]:
-        nonlocal cached
         rule_findings = [f for f in rules.findings if f.path in chunk.paths]
         item = ChunkInput(chunk, rule_findings, config.instructions, skipped_names, {p: lines[p] for p in chunk.paths})
-        context: dict[str, object] = {
-            "instructions": config.instructions,
-            "rules": sorted(f.fingerprint for f in rule_findings),
-        }
-        key = cache_key(llm.model, chunk, context)
-        if cache is not None and (hit := await cache.get(key)) is not None:
-            cached += 1
-            return [Proposal.model_validate(p) for p in hit]
         try:
             proposals, spent = await llm.review(item)
         except LLMFailed as exc:
             usage.add(exc.usage)  # the calls answered before the failure are billed too
             raise
         usage.add(spent)
-        if cache is not None:
-            await cache.put(key, [p.model_dump(mode="json") for p in proposals])
         return proposals
 
     results = await gather_limited(budget.concurrency, *(one(chunk) for chunk in plan.chunks))
+    if cache is not None:
+        await _remember(cache, plan, results, file_key)
+    cached_chunks = [Chunk(rendered[path]) for path in from_cache]
     notes = [FileNote(name, f"not reviewed by the LLM: {why}") for name, why in plan.skipped]
     crew_findings, failures, dropped = _anchor_all(
-        plan.chunks, results, by_path=by_path, lines=lines, config=config, rule_findings=rules.findings, notes=notes
+        [*plan.chunks, *cached_chunks],
+        [*results, *from_cache.values()],
+        by_path=by_path,
+        lines=lines,
+        config=config,
+        rule_findings=rules.findings,
+        notes=notes,
     )
     merged, omitted = _dedupe_sort_cap([*rules.findings, *crew_findings], config)
-    sent_paths = {path for chunk in plan.chunks for path in chunk.paths}
-    hunks = sum(len(chunk.sections) for chunk in plan.chunks)
+    sent_paths = {path for chunk in plan.chunks for path in chunk.paths} | set(from_cache)
+    hunks = sum(len(chunk.sections) for chunk in [*plan.chunks, *cached_chunks])
+    cached = len(from_cache)
     result_review = replace(
         rules,
         findings=merged,
@@ -379,7 +411,7 @@ async def review(
         result_review.notes.append(
             FileNote("(LLM)", f"{dropped} finding(s) dropped: their quoted line is not in the file")
         )
-    if failures and len(failures) == len(plan.chunks):
+    if failures and len(failures) == len(plan.chunks) and not from_cache:
         result_review.mode_note = (
             f"The LLM part of this review failed ({failures[0]}); only the rules' findings are shown. "
             "This is not a clean pass."

@@ -358,7 +358,7 @@ async def test_the_reviewer_proposes_the_lead_verifies_and_the_review_ends_with_
     assert result.mode_note == ""
     assert result.notes == []
     assert result.llm_summary == expected_usage(fake, files=1, hunks=3)
-    assert "2 call(s), 0 chunk(s) from cache" in result.llm_summary
+    assert "2 call(s), 0 file(s) from cache" in result.llm_summary
 
 
 async def test_when_the_reviewer_proposes_nothing_the_lead_is_not_called(fake: FakeOpenAI) -> None:
@@ -590,7 +590,7 @@ async def test_a_second_review_of_the_same_change_costs_nothing(fake: FakeOpenAI
     assert second.findings == first.findings
     assert [(f.path, f.line) for f in crew_findings(second)] == [(FOR_YOU, FOR_YOU_LINE)]
     assert second.llm_summary == (
-        f"LLM ({MODEL}): 2 file(s), 8 hunk(s), 0 call(s), 2 chunk(s) from cache; 0 prompt + 0 completion tokens; "
+        f"LLM ({MODEL}): 2 file(s), 8 hunk(s), 0 call(s), 2 file(s) from cache; 0 prompt + 0 completion tokens; "
         "$0.0000."
     )
     if stores.url.startswith("redis"):
@@ -621,6 +621,24 @@ async def test_a_push_touching_one_file_re_sends_only_that_file(fake: FakeOpenAI
         spent.prompt_tokens - fake_before.prompt_tokens, spent.completion_tokens - fake_before.completion_tokens, 1
     )
     assert second.llm_summary == usage_line(MODEL, files=2, hunks=8, cached=1, usage=one_call, price=PRICE)
+
+
+async def test_files_that_shared_a_call_are_cached_each_on_its_own(fake: FakeOpenAI, stores: Stores) -> None:
+    # With the default budget both files go in one call; the cache is per file all the same.
+    agents = two_file_agents()
+    fake.responder = agents
+    config, llm = cache_config(), crew(fake.base_url)
+    await run([for_you(), gallery()], llm, config=config, cache=await stores.open())
+    first = agents.calls("reviewer")
+    assert [sorted(seen.paths) for seen in first] == [sorted([FOR_YOU, GALLERY])]
+    first_calls = len(agents.seen)
+
+    second = await run([for_you(), gallery(edit=True)], llm, config=config, cache=await stores.open())
+
+    resent = agents.seen[first_calls:]
+    assert [(seen.role, seen.paths) for seen in resent] == [("reviewer", [GALLERY])]
+    assert [(f.path, f.line) for f in crew_findings(second)] == [(FOR_YOU, FOR_YOU_LINE)]  # from the cache
+    assert "1 file(s) from cache" in second.llm_summary
 
 
 # Failures: the SDK retries 429/5xx/timeouts (bounded), CrewAI repairs a bad answer once.
