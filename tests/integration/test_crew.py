@@ -861,3 +861,47 @@ def files_holding(root: Path, text: str) -> tuple[list[Path], list[Path]]:
     """Every file under `root`, and those whose bytes contain `text`."""
     written = [path for path in root.rglob("*") if path.is_file()]
     return written, [path for path in written if text.encode() in path.read_bytes()]
+
+
+# The same crew with the OpenAI API mocked at the httpx seam (respx) instead of a server.
+
+
+def completion(payload: dict[str, Any], prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex[:8]}",
+        "object": "chat.completion",
+        "created": 0,
+        "model": MODEL,
+        "choices": [
+            {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": json.dumps(payload)}}
+        ],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }
+
+
+async def test_the_crew_against_the_api_mocked_with_respx() -> None:
+    import httpx  # noqa: PLC0415
+    import respx  # noqa: PLC0415
+
+    base = "http://llm.invalid/v1"
+    found = gallery_at(65)
+    with respx.mock(assert_all_called=True, assert_all_mocked=True) as mock:
+        route = mock.post(f"{base}/chat/completions").mock(
+            side_effect=[
+                httpx.Response(200, json=completion({"findings": [found]}, 1200, 90)),
+                httpx.Response(200, json=completion({"findings": [{**found, "confidence": 0.9}]}, 700, 80)),
+            ]
+        )
+        result = await run([gallery()], crew(base))
+
+    assert route.call_count == 2
+    sent = json.loads(route.calls[0].request.content)
+    assert sent["model"] == MODEL
+    assert sent["response_format"]["json_schema"]["strict"] is True
+    assert route.calls[0].request.headers["authorization"].startswith("Bearer ")
+    assert [(f.path, f.line, f.source) for f in crew_findings(result)] == [(GALLERY, 65, "crew")]
+    assert result.llm_summary == usage_line(MODEL, files=1, hunks=3, cached=0, usage=Usage(1900, 170, 2), price=PRICE)
