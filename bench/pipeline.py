@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bot.jobs.worker import THREAD_HEADROOM
 from reviewer.budget import estimate_tokens
 from reviewer.crew import LEAD_ROLE, REVIEWER_ROLE, CrewReviewer, LLMConfig, load_crewai, prompt_overhead
 from reviewer.diff import FileDiff, Hunk, Line, parse_diff
@@ -320,6 +321,11 @@ async def phase(prs: Sequence[PR], fake: Any, llm: CrewReviewer, *, workers: int
     return Phase(samples, seconds, cpu, threads, _peak([r.at for r in requests], fake.latency))
 
 
+async def phase_warm(llm: CrewReviewer, count: int) -> Phase:
+    await llm.warm(count)
+    return Phase([], 0.0, 0.0, 0, 0)
+
+
 def _run(work: Callable[[], Awaitable[Phase]], timeout: float, threads: int | None = None) -> Phase:
     """One phase on its own event loop, bounded in time; `threads` sizes the default executor."""
 
@@ -371,7 +377,7 @@ def main() -> None:
     deadline = time.monotonic() + args.timeout
     root = _sandbox()
     logging.basicConfig(level=logging.WARNING)  # before CrewAI's providers call basicConfig themselves
-    wide_threads = args.concurrency * LLMBudget().concurrency + 4
+    wide_threads = args.concurrency * LLMBudget().concurrency + THREAD_HEADROOM  # as size_thread_pool
     try:
         started = time.monotonic()
         crewai = load_crewai()
@@ -399,9 +405,14 @@ def main() -> None:
             fast = run(lambda: phase(prs, fake, llm))
             fake.latency = args.latency
             slow = run(lambda: phase(prs, fake, llm))
+            # As `python -m bot worker` does at start: one LLM object per call that may be in flight.
+            run(lambda: phase_warm(llm, args.concurrency * LLMBudget().concurrency))
             loads = [
                 (label, run(lambda: phase(prs, fake, llm, workers=args.concurrency, each=args.each), threads))
-                for label, threads in (("default executor", None), ("larger default executor", wide_threads))
+                for label, threads in (
+                    ("default executor", None),
+                    ("executor sized as the workers size it", wide_threads),
+                )
             ]
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -463,7 +474,7 @@ def report(
             f"  latency {lat}, {args.concurrency} reviews at once x {args.each} each = {len(load.samples)} reviews, "
             f"{label} ({load.threads} threads):"
         )
-        _load(load, prs, llm_time, workers=args.concurrency, each=args.each)
+        _load(load, prs, llm_time, workers=args.concurrency, each=args.each, judged=label != "default executor")
     print("  per review (latency 0 s run):")
     _tokens(fast.samples)
     _row("the review's usage line = the fake's records (calls, tokens)", "yes" if agree else "NO")
@@ -480,11 +491,15 @@ def report(
         sys.exit("the pipeline misbehaved: see the figures above")
 
 
-def _load(load: Phase, prs: Sequence[PR], llm_time: dict[str, float], *, workers: int, each: int) -> None:
+def _load(load: Phase, prs: Sequence[PR], llm_time: dict[str, float], *, workers: int, each: int, judged: bool) -> None:
+    """`judged`: the run set up as the workers are (their thread pool); the stock executor is for comparison."""
     ideal = max(sum(llm_time[prs[(w * each + j) % len(prs)].name] for j in range(each)) for w in range(workers))
     rate, ideal_rate = len(load.samples) / load.seconds, len(load.samples) / ideal
     goal = TARGET_THROUGHPUT_SHARE * ideal_rate
-    _row("reviews per second", f"{rate:.2f}/s", f">= {goal:.2f}/s (0.9 x {ideal_rate:.2f} ideal)", rate >= goal)
+    if judged:
+        _row("reviews per second", f"{rate:.2f}/s", f">= {goal:.2f}/s (0.9 x {ideal_rate:.2f} ideal)", rate >= goal)
+    else:
+        _row("reviews per second (reference: not how workers run)", f"{rate:.2f}/s")
     overheads = [s.overhead for s in load.samples]
     _row("  overhead per review (wall - LLM time), median", _ms(statistics.median(overheads)))
     _row("  overhead per review (wall - LLM time), p90", _ms(_p90(overheads)))

@@ -79,19 +79,20 @@ def cmd_worker(_: argparse.Namespace) -> int:
     from bot.jobs.worker import size_thread_pool  # noqa: PLC0415
     from bot.llm import crew_reviewer  # noqa: PLC0415
     from bot.logs import configure_logging  # noqa: PLC0415
-    from reviewer.crew import load_crewai  # noqa: PLC0415
 
     configure_logging(settings.log_level, settings.log_format, settings.secret_values())
 
     async def run() -> None:
         size_thread_pool(settings.worker_concurrency, settings.llm_concurrency)
-        if crew_reviewer(settings) is not None:
-            await asyncio.to_thread(load_crewai)  # ~3 s once, here rather than in the first review
+        llm = crew_reviewer(settings)
+        if llm is not None:
+            # CrewAI's import (~3 s) and the LLM clients, once here rather than in the first reviews.
+            await llm.warm(settings.worker_concurrency * settings.llm_concurrency)
         jobs = Jobs.from_settings(settings)
         await jobs.connect()
         try:
             worker = build_worker(
-                jobs, service_tasks(settings, jobs), concurrency=settings.worker_concurrency, embedded=False
+                jobs, service_tasks(settings, jobs, llm), concurrency=settings.worker_concurrency, embedded=False
             )
             await worker.start()  # until SIGINT/SIGTERM; running jobs go back to the queue
         finally:

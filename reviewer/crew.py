@@ -276,6 +276,13 @@ class CrewReviewer:
             interceptor=UsageMeter(),
         )
 
+    async def warm(self, count: int) -> None:
+        """Import CrewAI and build `count` LLM objects ahead (a worker at start), so that the first burst of
+        reviews does not build them all at once."""
+        await asyncio.to_thread(load_crewai)
+        while len(self._idle) < count:
+            self._idle.append(await asyncio.to_thread(self._llm))
+
     async def _borrow(self) -> Any:
         """An idle LLM, or a new one (about 35 ms: two OpenAI clients and their TLS set-up, in a thread)."""
         return self._idle.pop() if self._idle else await asyncio.to_thread(self._llm)

@@ -11,6 +11,7 @@ from bot.jobs.queue import Jobs
 from bot.jobs.worker import Task, TransientError
 from bot.llm import RULES_SETTING_NOTE, crew_reviewer, llm_options, mode_note
 from bot.settings import Settings
+from reviewer.crew import CrewReviewer
 
 __all__ = ["CHAT_KEY_PREFIX", "REVIEW_CODE", "RULES_SETTING_NOTE", "service_tasks"]
 
@@ -18,10 +19,11 @@ REVIEW_CODE = "review_code"
 CHAT_KEY_PREFIX = "chat:"
 
 
-def service_tasks(settings: Settings, jobs: Jobs | None = None) -> list[Task]:
-    """The job functions for these settings. `jobs` gives the LLM its chunk cache (the queue's backend)."""
+def service_tasks(settings: Settings, jobs: Jobs | None = None, llm: CrewReviewer | None = None) -> list[Task]:
+    """The job functions for these settings. `jobs` gives the LLM its chunk cache (the queue's backend);
+    `llm`, a reviewer built (and warmed) by the caller, else one for these settings when an LLM is configured."""
     note = mode_note(settings)
-    llm = crew_reviewer(settings)
+    llm = llm or crew_reviewer(settings)
     options = llm_options(settings, ChunkStore(jobs, settings.llm_cache_ttl_seconds) if jobs is not None else None)
 
     async def review_code(request: dict[str, Any]) -> dict[str, Any]:
