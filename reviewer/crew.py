@@ -214,9 +214,9 @@ def lead_prompt(item: ChunkInput, proposals: Sequence[Proposal]) -> str:
 
 
 def prompt_overhead() -> int:
-    """Tokens every reviewer call carries besides the code (role, task text, the schema CrewAI adds twice)."""
+    """Tokens every reviewer call carries besides the code (role, task text, the response_format schema)."""
     schema = json.dumps(Proposals.model_json_schema())
-    static = REVIEWER_ROLE + REVIEWER_GOAL + REVIEWER_BACKSTORY + REVIEW_TASK + EXPECTED + schema + schema
+    static = REVIEWER_ROLE + REVIEWER_GOAL + REVIEWER_BACKSTORY + REVIEW_TASK + EXPECTED + schema
     return estimate_tokens(static) + 150  # CrewAI's own framing
 
 
@@ -302,7 +302,15 @@ class CrewReviewer:
             respect_context_window=False,
             verbose=False,
         )
-        task = crewai.Task(description=description, expected_output=EXPECTED, agent=agent, output_pydantic=Proposals)
+        task = crewai.Task(
+            description=description,
+            expected_output=EXPECTED,
+            agent=agent,
+            output_pydantic=Proposals,
+            # The provider's native structured output (strict json_schema as response_format). Without it
+            # CrewAI also pastes the indented schema into every prompt: about 800 tokens a call for nothing.
+            response_model=Proposals,
+        )
         crew = crewai.Crew(agents=[agent], tasks=[task], verbose=False, memory=False, cache=False, tracing=False)
         crew._task_output_handler = _NoTaskLog()
         return crew
