@@ -36,58 +36,44 @@ CREWAI_OFFLINE = {
     "CREWAI_TRACING_ENABLED": "false",
     "CREWAI_DISABLE_VERSION_CHECK": "true",
 }
-EXCERPT_LINES = 4  # lines of context around each proposal's quote for the lead
+EXCERPT_LINES = 3  # lines of context around each proposal's quote for the lead
 
 REVIEWER_ROLE = "Senior Android reviewer"
 REVIEWER_GOAL = (
-    "Find real defects in changed Kotlin/Android code that deterministic rules cannot: logic errors, races, "
-    "coroutine and Flow misuse, Compose recomposition and state bugs, lifecycle leaks, Room/Hilt/Gradle misuse, "
-    "security holes, and architecture smells with a concrete cost. Stay quiet about style and trivia."
+    "Find real defects rules cannot: logic errors, races, coroutine/Flow misuse, Compose state bugs, lifecycle "
+    "leaks, Room/Hilt/Gradle misuse, security holes. No style or trivia."
 )
-REVIEWER_BACKSTORY = (
-    "You have shipped large Android apps in Kotlin for years: coroutines and Flow, Jetpack Compose, MVVM, Room, "
-    "Hilt and Gradle. You comment only when you would block or seriously question a change in a real review."
-)
+REVIEWER_BACKSTORY = "Years of shipping Kotlin Android apps; you comment only on what you would block."
 LEAD_ROLE = "Review lead"
-LEAD_GOAL = (
-    "Verify each proposed finding against the code: drop what is wrong, duplicated, trivial, speculative or "
-    "already reported by the rules; keep the rest with an honest confidence."
-)
-LEAD_BACKSTORY = "You protect the team's attention: one false or petty comment costs more than a missed nit."
+LEAD_GOAL = "Keep only proposed findings that are right, new and worth a reviewer's time."
+LEAD_BACKSTORY = "One false or petty comment costs the team more than a missed nit."
 
-REVIEW_TASK = """Review the changed code below. Lines are shown as `NUMBER MARK TEXT`: NUMBER is the line in the
-new version of the file, MARK is `+` for an added line, blank for unchanged context; lines marked `-` were
-removed and have no number. Report problems only on added lines or on code they break.
-
-For each problem give: `path`; `line` and `end_line` (new-version numbers); `quote`, the exact text of line
-`line` (through `end_line` when it spans several) copied character for character without the number or mark;
-`severity` (blocker: will crash, corrupt data or leak secrets; major: a real bug or a serious risk; minor: a
-likely problem; nit: only if it matters); `category`; a short `title`; a `body` explaining the problem and the
-fix in two to four sentences; `suggestion`: the replacement code for exactly lines `line`..`end_line` (same
-indentation), or null when the fix is not a local edit; `confidence` from 0 to 1.
-
-Do not report what these rule findings already say:
+REVIEW_TASK = """Review the changed code. Rows are `NUMBER MARK TEXT`: NUMBER is the new file's line, MARK `+` is
+added, `-` removed (no number), blank is context. Report only on added lines or code they break.
+Per problem: `path`; `line`..`end_line`; `quote`: that line's (or lines') exact text, without number or mark;
+`severity` (blocker: crash, data loss, leaked secret; major: real bug; minor: likely problem; nit: rarely);
+`category`; `title`; `body` (problem and fix, 2-4 sentences); `suggestion`: replacement for exactly those lines,
+same indentation, or null; `confidence` 0-1.
+Already reported by rules (do not repeat):
 {rules}
 {instructions}{skipped}
-Return {{"findings": []}} when nothing deserves a comment.
+Nothing worth a comment: {{"findings": []}}.
 
 CHANGED CODE:
 {code}"""
 
-LEAD_TASK = """Verify these proposed review findings. Each comes with the lines of the change around it.
-Drop a finding when it is wrong, not supported by the code shown, a duplicate of another, a style or naming
-nit, speculative, or already covered by one of the rule findings. For each finding you keep, return it with the
-same `path`, `line`, `end_line`, `quote` and `suggestion`; you may sharpen `title` and `body`, correct
-`severity` and `category`, and set `confidence` to how sure you are that a senior reviewer would agree.
-Return {{"findings": []}} when none survives.
+LEAD_TASK = """Verify these proposed findings (each with the code around it). Drop any that is wrong, unsupported by
+the code, a duplicate, a style nit, speculative, or covered by a rule finding. Return the rest with `path`,
+`line`, `end_line`, `quote` and `suggestion` unchanged; you may improve `title`, `body`, `severity`, `category`;
+set `confidence` to how sure you are a senior reviewer would agree. None left: {{"findings": []}}.
 
 RULE FINDINGS:
 {rules}
 
-PROPOSED FINDINGS:
+PROPOSED:
 {proposals}"""
 
-EXPECTED = "A JSON object with a `findings` list, following the schema exactly."
+EXPECTED = "JSON per the response schema."
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,13 +170,9 @@ def _rules_text(findings: Sequence[Finding]) -> str:
 
 
 def review_prompt(item: ChunkInput) -> str:
-    instructions = (
-        f"\nThe repository's own review instructions:\n{item.instructions.strip()}\n" if item.instructions else ""
-    )
+    instructions = f"Repository instructions:\n{item.instructions.strip()}\n" if item.instructions else ""
     skipped = (
-        "\nThese changed files are not shown (budget); do not guess about them: " + ", ".join(item.skipped_paths) + "\n"
-        if item.skipped_paths
-        else ""
+        "Not shown (budget), do not guess about: " + ", ".join(item.skipped_paths) + "\n" if item.skipped_paths else ""
     )
     return REVIEW_TASK.format(
         rules=_rules_text(item.rule_findings), instructions=instructions, skipped=skipped, code=item.chunk.text()

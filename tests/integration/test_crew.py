@@ -466,7 +466,7 @@ async def test_the_rules_findings_reach_both_agents_and_a_crew_duplicate_is_drop
 
     rule_line = f"- {GALLERY}:{GALLERY_RULE_LINE} [collect-without-lifecycle] `.collectLatest` inside"
     reviewer, lead = agents.seen
-    assert rule_line in reviewer.prompt.split("Do not report what these rule findings already say:")[1]
+    assert rule_line in reviewer.prompt.split("Already reported by rules (do not repeat):")[1]
     assert rule_line in lead.prompt.split("RULE FINDINGS:")[1]
     assert [(f.line, f.category) for f in crew_findings(result)] == [(GALLERY_RULE_LINE, Category.CONCURRENCY)]
     assert rule_lines(result) == [("collect-without-lifecycle", GALLERY_RULE_LINE)]
@@ -502,7 +502,7 @@ async def test_a_pr_larger_than_the_budget_is_split_and_what_is_left_out_is_name
     assert over_budget, "the review's budget ran out before the build script's last hunks"
     assert all(path.startswith("app/build.gradle.kts:") for path in over_budget), "least important file last"
     for seen in agents.calls("reviewer"):  # every call is told what it does not see
-        assert "These changed files are not shown (budget); do not guess about them: " in seen.prompt
+        assert "Not shown (budget), do not guess about: " in seen.prompt
         assert all(path in seen.prompt for path in not_sent)
     assert result.mode_note == ""
     hunks = sum(len(SECTION.findall(seen.prompt)) for seen in agents.calls("reviewer"))

@@ -148,14 +148,14 @@ def test_the_gallery_prompts_carry_what_the_goldens_are_meant_to_show() -> None:
     """The cases are what their names say (so a rewrite cannot quietly empty them)."""
     reviewer = review_gallery()
     assert f"- {GALLERY}:66 [collect-without-lifecycle] " in reviewer
-    assert "The repository's own review instructions:\nFragments collect flows" in reviewer
-    assert "do not guess about them: gradle/libs.versions.toml:1-88, gradle/libs.versions.toml:91-214" in reviewer
+    assert "Repository instructions:\nFragments collect flows" in reviewer
+    assert "do not guess about: gradle/libs.versions.toml:1-88, gradle/libs.versions.toml:91-214" in reviewer
     assert "   65 +         searchJob = lifecycleScope.launch {" in reviewer
     assert "      - import androidx.lifecycle.observe" in reviewer
     plain = review_for_you_plain()
-    assert "rule findings already say:\n(none)\n" in plain
-    assert "instructions" not in plain.split("CHANGED CODE:")[0].split("rule findings already say:")[1]
-    assert "not shown (budget)" not in plain
+    assert "Already reported by rules (do not repeat):\n(none)\n" in plain
+    assert "instructions" not in plain.split("CHANGED CODE:")[0].split("(do not repeat):")[1]
+    assert "Not shown (budget)" not in plain
     lead = lead_gallery()
     assert lead.count("\n#") == 2
     assert "RULE FINDINGS:\n- " in lead
