@@ -73,3 +73,12 @@ def redis_url() -> str:
             pytest.fail(f"REQUIRE_REDIS=1 but {problem}")
         pytest.skip(problem)
     return url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+def queue_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A queue URL of each backend: the same contract runs against the embedded SQLite file and Redis."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/jobs.sqlite3"
+    url: str = request.getfixturevalue("redis_url")
+    return url

@@ -60,6 +60,8 @@ async def _heartbeat(job: Job, every: float) -> None:
         try:
             await job.update()  # touches the job; the sweeper takes a job that stops beating as crashed
         except Exception:
+            # Logged and beaten again next time: a heartbeat that died here would get a healthy job swept as
+            # crashed and run twice. (The job's own errors are handled by the wrapper, not here.)
             log.exception("heartbeat of job %s failed", job.key)
 
 

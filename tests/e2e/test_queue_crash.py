@@ -31,14 +31,6 @@ START_SECONDS = 30  # a worker process imports the service and claims its first 
 RECOVERY_SECONDS = 30  # heartbeat (1 s) + sweep tick (1 s) + SAQ's wait for an abort (5 s) + retry, with room
 
 
-@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
-def queue_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/jobs.sqlite3"
-    url: str = request.getfixturevalue("redis_url")
-    return url
-
-
 class Workers:
     """Worker processes of one test, all on one queue; every one is killed at the end."""
 

@@ -11,7 +11,6 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,14 +33,6 @@ POLICY = JobPolicy(
 )
 WAIT = 10.0  # seconds any single job may take to reach the state a test expects
 BLOCK_SECONDS = 30  # a blocking task never ends by itself within a test
-
-
-@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
-def queue_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/jobs.sqlite3"
-    url: str = request.getfixturevalue("redis_url")
-    return url
 
 
 @dataclass
