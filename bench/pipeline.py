@@ -28,7 +28,6 @@ import argparse
 import asyncio
 import contextvars
 import itertools
-import json
 import logging
 import os
 import random
@@ -66,7 +65,6 @@ BLOCK_LINES = (20, 60)
 
 _SECTION = re.compile(r"^--- (\S+) \(lines \d+-\d+\)$")
 _ADDED = re.compile(r"^ *(\d+) \+ (.*)$")
-_PROPOSAL = re.compile(r"^#\d+ (\{.*\})$", re.MULTILINE)
 _SUMMARY = re.compile(r"(\d+) call\(s\).*?; ([\d,]+) prompt \+")
 
 
@@ -147,13 +145,14 @@ class Responder:
         self._lock = threading.Lock()  # the fake answers from one thread per connection
 
     def __call__(self, body: dict[str, Any]) -> Any:
-        from tests.fakes.openai_wire import Reply, prompt_text  # noqa: PLC0415 - with the fake
+        from tests.fakes.lead_prompt import shown_proposals, verdicts  # noqa: PLC0415 - with the fake
+        from tests.fakes.openai_wire import Reply, prompt_text  # noqa: PLC0415
 
         text = prompt_text(body["messages"])
         if f"You are {LEAD_ROLE}" in text:
             with self._lock:
                 self.lead_calls += 1
-            answer = {"findings": [json.loads(found) for found in _PROPOSAL.findall(text)]}
+            answer = verdicts(shown_proposals(text))
         elif f"You are {REVIEWER_ROLE}" in text:
             with self._lock:
                 self.reviewer_calls += 1
@@ -515,7 +514,7 @@ def _tokens(samples: Sequence[Sample]) -> None:
     ratio = statistics.median(s.ratio for s in samples)
     _row(
         "prompt tokens / changed-line tokens, median",
-        f"{ratio:.1f}",
+        f"{ratio:.2f}",
         f"<= {TARGET_PROMPT_RATIO:g}",
         ratio <= TARGET_PROMPT_RATIO,
     )

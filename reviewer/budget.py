@@ -21,7 +21,7 @@ from reviewer.diff import FileDiff, Hunk
 from reviewer.files import FileKind, classify, is_test_source
 from reviewer.kotlin.source import parse
 
-PROMPT_VERSION = "2026-11-26.4"
+PROMPT_VERSION = "2026-11-26.10"
 MAX_CONTEXT_LINES = 80  # a hunk grows to its enclosing declaration only up to this many lines
 DECLARATIONS = frozenset({"function_declaration", "class_declaration", "object_declaration", "secondary_constructor"})
 

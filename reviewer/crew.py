@@ -19,11 +19,13 @@ from collections.abc import Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pydantic import BaseModel
 
 from reviewer.budget import Chunk, estimate_tokens
 from reviewer.models import Finding
-from reviewer.proposals import Proposal, Proposals
+from reviewer.proposals import Proposal, Proposals, Verdicts, apply_verdicts
 
 if TYPE_CHECKING:
     import httpx
@@ -36,44 +38,50 @@ CREWAI_OFFLINE = {
     "CREWAI_TRACING_ENABLED": "false",
     "CREWAI_DISABLE_VERSION_CHECK": "true",
 }
-EXCERPT_LINES = 3  # lines of context around each proposal's quote for the lead
+Answer = TypeVar("Answer", bound=BaseModel)
+EXCERPT_LINES = 2  # lines of context around each proposal's quote for the lead
 
 REVIEWER_ROLE = "Senior Android reviewer"
 REVIEWER_GOAL = (
-    "Find real defects rules cannot: logic errors, races, coroutine/Flow misuse, Compose state bugs, lifecycle "
-    "leaks, Room/Hilt/Gradle misuse, security holes. No style or trivia."
+    "Find real defects rules cannot: logic errors, races, coroutine and Flow misuse, Compose state bugs, lifecycle "
+    "leaks, misuse of Room, Hilt or Gradle, security holes. No style or trivia."
 )
-REVIEWER_BACKSTORY = "Years of shipping Kotlin Android apps; you comment only on what you would block."
+REVIEWER_BACKSTORY = "You comment only on what you would block."
 LEAD_ROLE = "Review lead"
-LEAD_GOAL = "Keep only proposed findings that are right, new and worth a reviewer's time."
-LEAD_BACKSTORY = "One false or petty comment costs the team more than a missed nit."
+LEAD_GOAL = "Verify proposed review findings."
+LEAD_BACKSTORY = "A false or petty comment costs more than a missed nit."
 
-REVIEW_TASK = """Review the changed code. Rows are `NUMBER MARK TEXT`: NUMBER is the new file's line, MARK `+` is
-added, `-` removed (no number), blank is context. Report only on added lines or code they break.
-Per problem: `path`; `line`..`end_line`; `quote`: that line's (or lines') exact text, without number or mark;
-`severity` (blocker: crash, data loss, leaked secret; major: real bug; minor: likely problem; nit: rarely);
-`category`; `title`; `body` (problem and fix, 2-4 sentences); `suggestion`: replacement for exactly those lines,
-same indentation, or null; `confidence` 0-1.
-Already reported by rules (do not repeat):
-{rules}
-{instructions}{skipped}
-Nothing worth a comment: {{"findings": []}}.
-
+REVIEW_TASK = """Review the changed code. Rows are NUMBER MARK TEXT: NUMBER is the new file's line; MARK + is added,
+- removed (no number), blank context. Report only problems in added lines or code they break, each with path;
+line..end_line; quote (the exact text of those lines, no number or mark); severity (blocker: crash, data loss,
+leaked secret; major: real bug; minor: likely problem; nit: rarely); category; title; body (problem and fix, 2-4
+sentences); suggestion (replacement for exactly those lines, same indentation) or null; confidence 0-1.
+{rules}{instructions}{skipped}
 CHANGED CODE:
 {code}"""
 
-LEAD_TASK = """Verify these proposed findings (each with the code around it). Drop any that is wrong, unsupported by
-the code, a duplicate, a style nit, speculative, or covered by a rule finding. Return the rest with `path`,
-`line`, `end_line`, `quote` and `suggestion` unchanged; you may improve `title`, `body`, `severity`, `category`;
-set `confidence` to how sure you are a senior reviewer would agree. None left: {{"findings": []}}.
-
-RULE FINDINGS:
+LEAD_TASK = """Check each proposed finding against its code (> marks its lines). Keep only those that are right, new
+(no rule finding covers them) and worth a senior reviewer's comment, not wrong, speculative, duplicate or style
+ones, nor ones with wrong suggested code. For each kept: id; severity; title and body improved, or null to keep
+them; confidence 0-1 that a senior reviewer would agree.
 {rules}
-
 PROPOSED:
 {proposals}"""
 
+REVIEW_RULES = "Already reported by rules (do not repeat):"
+LEAD_RULES = "\nRULE FINDINGS:"
 EXPECTED = "JSON per the response schema."
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSpec:
+    role: str
+    goal: str
+    backstory: str
+
+
+REVIEWER = AgentSpec(REVIEWER_ROLE, REVIEWER_GOAL, REVIEWER_BACKSTORY)
+LEAD = AgentSpec(LEAD_ROLE, LEAD_GOAL, LEAD_BACKSTORY)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,10 +171,16 @@ class ChunkInput:
     new_lines: dict[str, list[str]] = field(default_factory=dict)  # path -> the new file's lines, for excerpts
 
 
-def _rules_text(findings: Sequence[Finding]) -> str:
+def _rules_text(findings: Sequence[Finding], heading: str) -> str:
+    """The rule findings under `heading`, grouped by file (a path is said once: paths are long and cost tokens);
+    nothing at all when there are none."""
     if not findings:
-        return "(none)"
-    return "\n".join(f"- {f.path}:{f.line} [{f.rule_id}] {f.message}" for f in findings)
+        return ""
+    lines = [heading]
+    for path in dict.fromkeys(f.path for f in findings):
+        lines.append(path)
+        lines += [f"  {f.line} [{f.rule_id}] {f.message}" for f in findings if f.path == path]
+    return "\n".join(lines) + "\n"
 
 
 def review_prompt(item: ChunkInput) -> str:
@@ -175,24 +189,44 @@ def review_prompt(item: ChunkInput) -> str:
         "Not shown (budget), do not guess about: " + ", ".join(item.skipped_paths) + "\n" if item.skipped_paths else ""
     )
     return REVIEW_TASK.format(
-        rules=_rules_text(item.rule_findings), instructions=instructions, skipped=skipped, code=item.chunk.text()
+        rules=_rules_text(item.rule_findings, REVIEW_RULES),
+        instructions=instructions,
+        skipped=skipped,
+        code=item.chunk.text(),
     )
 
 
 def _excerpt(proposal: Proposal, lines: list[str] | None) -> str:
+    """A few lines of the new file around the proposal, its own lines marked `>`."""
     if not lines:
         return ""
     low = max(1, proposal.line - EXCERPT_LINES)
     high = min(len(lines), proposal.end_line + EXCERPT_LINES)
-    return "\n".join(f"{n:5}   {lines[n - 1]}" for n in range(low, high + 1))
+    return "\n".join(
+        f"{'>' if proposal.line <= n <= proposal.end_line else ' '}{n:4} {lines[n - 1]}" for n in range(low, high + 1)
+    )
 
 
 def lead_prompt(item: ChunkInput, proposals: Sequence[Proposal]) -> str:
-    blocks = []
-    for number, proposal in enumerate(proposals, start=1):
-        shown = json.dumps(proposal.model_dump(mode="json"), ensure_ascii=False)
-        blocks.append(f"#{number} {shown}\n{_excerpt(proposal, item.new_lines.get(proposal.path))}")
-    return LEAD_TASK.format(rules=_rules_text(item.rule_findings), proposals="\n\n".join(blocks))
+    """Each proposal, numbered, under its file: where, severity, category, title, body, suggested code and the
+    code around it. Not its quote (the excerpt marks its lines) and no JSON: the lead answers by number."""
+    files: list[str] = []
+    numbered = list(enumerate(proposals, start=1))
+    for path in dict.fromkeys(p.path for p in proposals):
+        blocks: list[str] = []
+        for number, p in numbered:
+            if p.path != path:
+                continue
+            where = f"{p.line}" if p.end_line == p.line else f"{p.line}-{p.end_line}"
+            block = [f"#{number} line {where} {p.severity.value} {p.category.value}: {p.title.strip()}", p.body.strip()]
+            if p.suggestion is not None:
+                block += ["Suggested code:", p.suggestion.rstrip()]
+            block.append(_excerpt(p, item.new_lines.get(path)))
+            blocks.append("\n".join(block))
+        files.append(f"FILE {path}\n" + "\n\n".join(blocks))
+    paths = {p.path for p in proposals}
+    rules = [f for f in item.rule_findings if f.path in paths]
+    return LEAD_TASK.format(rules=_rules_text(rules, LEAD_RULES), proposals="\n\n".join(files))
 
 
 def prompt_overhead() -> int:
@@ -269,13 +303,13 @@ class CrewReviewer:
         """An idle LLM, or a new one (about 35 ms: two OpenAI clients and their TLS set-up, in a thread)."""
         return self._idle.pop() if self._idle else await asyncio.to_thread(self._llm)
 
-    def _crew(self, role: str, goal: str, backstory: str, description: str, llm: Any) -> Any:
+    def _crew(self, spec: AgentSpec, description: str, answer: type[BaseModel], llm: Any) -> Any:
         """One agent, one task, one crew."""
         crewai = load_crewai()
         agent = crewai.Agent(
-            role=role,
-            goal=goal,
-            backstory=backstory,
+            role=spec.role,
+            goal=spec.goal,
+            backstory=spec.backstory,
             llm=llm,
             allow_delegation=False,
             max_iter=1,
@@ -288,21 +322,21 @@ class CrewReviewer:
             description=description,
             expected_output=EXPECTED,
             agent=agent,
-            output_pydantic=Proposals,
+            output_pydantic=answer,
             # The provider's native structured output (strict json_schema as response_format). Without it
             # CrewAI also pastes the indented schema into every prompt: about 800 tokens a call for nothing.
-            response_model=Proposals,
+            response_model=answer,
         )
         crew = crewai.Crew(agents=[agent], tasks=[task], verbose=False, memory=False, cache=False, tracing=False)
         crew._task_output_handler = _NoTaskLog()
         return crew
 
-    async def _ask(self, role: str, goal: str, backstory: str, description: str) -> Proposals:
+    async def _ask(self, agent: AgentSpec, description: str, answer: type[Answer]) -> Answer:
         from crewai.events.listeners.tracing.utils import set_suppress_tracing_messages  # noqa: PLC0415
         from crewai.events.utils.console_formatter import set_suppress_console_output  # noqa: PLC0415
 
         llm = await self._borrow()
-        crew = await asyncio.to_thread(self._crew, role, goal, backstory, description, llm)
+        crew = await asyncio.to_thread(self._crew, agent, description, answer, llm)
         # Context variables: set in the task that awaits the kickoff (its threads copy this context).
         set_suppress_console_output(True)
         set_suppress_tracing_messages(True)
@@ -311,8 +345,8 @@ class CrewReviewer:
         # (CrewAI's per-LLM lifetime counters grow with reuse; the usage counted here comes from UsageMeter.)
         self._idle.append(llm)
         result = output.pydantic
-        if not isinstance(result, Proposals):
-            raise ValueError(f"the {role.lower()} returned no structured findings")
+        if not isinstance(result, answer):
+            raise ValueError(f"the {agent.role.lower()} returned no structured answer")
         return result
 
     async def review(self, item: ChunkInput) -> tuple[list[Proposal], Usage]:
@@ -323,13 +357,13 @@ class CrewReviewer:
         if _crewai is None:
             await asyncio.to_thread(load_crewai)
         try:
-            proposed = await self._ask(REVIEWER_ROLE, REVIEWER_GOAL, REVIEWER_BACKSTORY, review_prompt(item))
+            proposed = await self._ask(REVIEWER, review_prompt(item), Proposals)
             if not proposed.findings:
                 return [], usage
-            verified = await self._ask(LEAD_ROLE, LEAD_GOAL, LEAD_BACKSTORY, lead_prompt(item, proposed.findings))
+            verdicts = await self._ask(LEAD, lead_prompt(item, proposed.findings), Verdicts)
         except Exception as exc:
             raise LLMFailed(usage) from exc
-        return list(verified.findings), usage
+        return apply_verdicts(proposed.findings, verdicts), usage
 
 
 async def gather_limited(limit: int, *jobs: Any) -> list[Any]:

@@ -42,6 +42,40 @@ class Proposals(BaseModel):
     findings: list[Proposal]
 
 
+class Verdict(BaseModel):
+    """The lead's word on one proposal it keeps: `id` is the proposal's number in the lead's prompt. Where the
+    proposal is (path, lines, quote) and its suggestion are not the lead's to change, so it never repeats them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: int
+    severity: Severity
+    title: str | None = Field(description="a better title, or null to keep the proposal's")
+    body: str | None = Field(description="a better body, or null to keep the proposal's")
+    confidence: float = Field(ge=0, le=1)
+
+
+class Verdicts(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    keep: list[Verdict]
+
+
+def apply_verdicts(proposals: Sequence[Proposal], verdicts: Verdicts) -> list[Proposal]:
+    """The proposals the lead kept, in its order, with its severity, confidence and any rewording; a verdict
+    on a number it was not shown, or a second one on the same proposal, is ignored."""
+    kept: dict[int, Proposal] = {}
+    for verdict in verdicts.keep:
+        if 1 <= verdict.id <= len(proposals) and verdict.id not in kept:
+            update: dict[str, object] = {"severity": verdict.severity, "confidence": verdict.confidence}
+            if verdict.title and verdict.title.strip():
+                update["title"] = verdict.title
+            if verdict.body and verdict.body.strip():
+                update["body"] = verdict.body
+            kept[verdict.id] = proposals[verdict.id - 1].model_copy(update=update)
+    return list(kept.values())
+
+
 def to_finding(proposal: Proposal, lines: Sequence[str], diff: FileDiff) -> tuple[Finding | None, str]:
     """Anchor a proposal in the new file; (None, why) when its quote is not there."""
     anchor = locate(proposal.quote, lines, proposal.line)

@@ -44,6 +44,7 @@ from reviewer.models import Category, FileNote, Finding, Review, Severity
 from reviewer.proposals import CREW_RULE_ID
 from tests.conftest import FIXTURES, SettingsFactory
 from tests.e2e.conftest import free_port
+from tests.fakes.lead_prompt import shown_proposals, verdicts
 from tests.fakes.openai_server import FakeOpenAI, Reply
 
 # CrewAI 1.15 reads its own deprecated fields (`function_calling_llm` and others) on every Agent and Crew it builds.
@@ -73,7 +74,6 @@ PLAYER = "Jetcaster/app/src/main/java/com/example/jetcaster/ui/player/PlayerView
 PLAYER_SOURCE = FIXTURES / "kotlin" / "smells" / "not_null_assertion__android__compose-samples__PlayerViewModel.kt"
 
 SECTION = re.compile(r"^--- (\S+) \(lines \d+-\d+\)$", re.MULTILINE)  # a chunk's section header in the prompt
-PROPOSED = re.compile(r"^#\d+ (\{.*\})$", re.MULTILINE)  # one proposal as the lead's prompt shows it
 
 
 # CrewAI, kept inside a temporary directory.
@@ -240,9 +240,10 @@ class Agents:
             seen = Seen("reviewer", list(dict.fromkeys(SECTION.findall(prompt))), prompt)
             answer = self.propose(seen)
         elif LEAD_ROLE in system and REVIEWER_ROLE not in system:
-            shown = [json.loads(match) for match in PROPOSED.findall(prompt)]
+            shown = shown_proposals(prompt)
             seen = Seen("lead", list(dict.fromkeys(p["path"] for p in shown)), prompt, shown)
-            answer = self.verify(seen)
+            kept = self.verify(seen)
+            answer = kept if isinstance(kept, Reply) else Reply.json(verdicts(kept))
         else:
             raise AssertionError(f"a call from neither agent: {system[:120]!r}")
         self.seen.append(seen)
@@ -341,8 +342,12 @@ async def test_the_reviewer_proposes_the_lead_verifies_and_the_review_ends_with_
     assert [(seen.role, seen.paths) for seen in agents.seen] == [("reviewer", [GALLERY]), ("lead", [GALLERY])]
     reviewer_prompt, lead_prompt = agents.seen[0].prompt, agents.seen[1].prompt
     assert "   65 +         searchJob = lifecycleScope.launch {" in reviewer_prompt  # the chunk, numbered
-    assert agents.seen[1].proposals == [kept, petty]  # the lead sees both proposals, in order...
-    assert "   62       private fun search(query: String) {" in lead_prompt  # ...each with lines around its quote
+    shown = [(p["id"], p["path"], p["line"], p["severity"], p["title"]) for p in agents.seen[1].proposals]
+    assert shown == [(1, GALLERY, 65, "major", kept["title"]), (2, GALLERY, 64, "nit", "Name")]  # both, in order...
+    assert "   62     private fun search(query: String) {" in lead_prompt  # ...each with lines around it,
+    assert ">  65         searchJob = lifecycleScope.launch {" in lead_prompt  # its own lines marked,
+    assert f"Suggested code:\n{fix}\n" in lead_prompt  # and its suggestion
+    assert '"quote"' not in lead_prompt  # no JSON to repeat: the lead answers by number
     assert "CHANGED CODE" not in lead_prompt  # ...but not the chunk itself
     for request in fake.requests:
         assert request.body["model"] == MODEL
@@ -464,7 +469,7 @@ async def test_the_rules_findings_reach_both_agents_and_a_crew_duplicate_is_drop
 
     result = await run([gallery()], crew(fake.base_url))
 
-    rule_line = f"- {GALLERY}:{GALLERY_RULE_LINE} [collect-without-lifecycle] `.collectLatest` inside"
+    rule_line = f"{GALLERY}\n  {GALLERY_RULE_LINE} [collect-without-lifecycle] `.collectLatest` inside"  # by file
     reviewer, lead = agents.seen
     assert rule_line in reviewer.prompt.split("Already reported by rules (do not repeat):")[1]
     assert rule_line in lead.prompt.split("RULE FINDINGS:")[1]
@@ -893,7 +898,7 @@ async def test_the_crew_against_the_api_mocked_with_respx() -> None:
         route = mock.post(f"{base}/chat/completions").mock(
             side_effect=[
                 httpx.Response(200, json=completion({"findings": [found]}, 1200, 90)),
-                httpx.Response(200, json=completion({"findings": [{**found, "confidence": 0.9}]}, 700, 80)),
+                httpx.Response(200, json=completion(verdicts([{"id": 1, "severity": "major"}]), 700, 80)),
             ]
         )
         result = await run([gallery()], crew(base))

@@ -18,7 +18,16 @@ from reviewer.anchor import FUZZY_CUTOFF, FUZZY_WINDOW, MIN_PARTIAL_QUOTE, Ancho
 from reviewer.diff import FileDiff, parse_diff
 from reviewer.engine import whole_file_change
 from reviewer.models import Category, Severity
-from reviewer.proposals import CREW_RULE_ID, MAX_BODY, MAX_TITLE, Proposal, Proposals, to_finding
+from reviewer.proposals import (
+    CREW_RULE_ID,
+    MAX_BODY,
+    MAX_TITLE,
+    Proposal,
+    Proposals,
+    Verdicts,
+    apply_verdicts,
+    to_finding,
+)
 from tests.conftest import FIXTURES
 
 CORPUS = FIXTURES / "kotlin" / "corpus"
@@ -805,6 +814,28 @@ def test_a_proposal_refuses_extra_keys(extra: str) -> None:
     data = {**proposal_json(quote="x"), extra: "1"}
     with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
         Proposal.model_validate(data)
+
+
+def test_the_leads_verdicts_pick_proposals_by_number_and_keep_where_they_are() -> None:
+    first = proposal(quote=TOPIC_FOLLOWED, line=3, end_line=4, suggestion="x", severity="major")
+    second = proposal(quote=HIDE_ONBOARDING, line=9, title="Old title", body="Old body.")
+
+    def verdict(number: int, **changes: Any) -> dict[str, Any]:
+        return {"id": number, "severity": "minor", "title": None, "body": None, "confidence": 0.6, **changes}
+
+    verdicts = Verdicts.model_validate(
+        {"keep": [verdict(2, title="New title", body=" "), verdict(7), verdict(0), verdict(2), verdict(1)]}
+    )
+    kept = apply_verdicts([first, second], verdicts)
+    # In the lead's order; unknown numbers and a second verdict on #2 ignored; null or blank text keeps the old one.
+    assert [(p.line, p.title, p.body, p.severity, p.confidence) for p in kept] == [
+        (9, "New title", "Old body.", Severity.MINOR, 0.6),
+        (3, first.title, first.body, Severity.MINOR, 0.6),
+    ]
+    assert (kept[1].path, kept[1].end_line, kept[1].quote, kept[1].suggestion) == (first.path, 4, TOPIC_FOLLOWED, "x")
+    assert apply_verdicts([first], Verdicts(keep=[])) == []
+    with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
+        Verdicts.model_validate({"keep": [verdict(1, path="a.kt")]})
 
 
 def test_proposals_refuse_extra_keys() -> None:

@@ -25,7 +25,7 @@ from reviewer.crew import ChunkInput, lead_prompt, prompt_overhead, review_promp
 from reviewer.diff import parse_diff
 from reviewer.engine import Change, ChangedFile, review_change
 from reviewer.models import Category, Severity
-from reviewer.proposals import Proposal, Proposals
+from reviewer.proposals import Proposal, Proposals, Verdicts
 from tests.fakes.openai_wire import check_response_format, strict_schema_problem
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -147,28 +147,29 @@ def test_every_golden_file_has_a_case() -> None:
 def test_the_gallery_prompts_carry_what_the_goldens_are_meant_to_show() -> None:
     """The cases are what their names say (so a rewrite cannot quietly empty them)."""
     reviewer = review_gallery()
-    assert f"- {GALLERY}:66 [collect-without-lifecycle] " in reviewer
+    assert f"{GALLERY}\n  66 [collect-without-lifecycle] " in reviewer
     assert "Repository instructions:\nFragments collect flows" in reviewer
     assert "do not guess about: gradle/libs.versions.toml:1-88, gradle/libs.versions.toml:91-214" in reviewer
     assert "   65 +         searchJob = lifecycleScope.launch {" in reviewer
     assert "      - import androidx.lifecycle.observe" in reviewer
     plain = review_for_you_plain()
-    assert "Already reported by rules (do not repeat):\n(none)\n" in plain
-    assert "instructions" not in plain.split("CHANGED CODE:")[0].split("(do not repeat):")[1]
-    assert "Not shown (budget)" not in plain
+    assert "confidence 0-1.\n\nCHANGED CODE:\n--- feature/" in plain  # no rules, instructions or skipped files:
+    assert "Already reported by rules" not in plain  # their headings are left out too
     lead = lead_gallery()
     assert lead.count("\n#") == 2
-    assert "RULE FINDINGS:\n- " in lead
+    assert f"FILE {GALLERY}\n#1 line 65 major lifecycle: " in lead
+    assert f"RULE FINDINGS:\n{GALLERY}\n  66 " in lead
     assert "CHANGED CODE" not in lead
 
 
 # The output schema: CrewAI sends Proposals as an OpenAI strict json_schema response format.
 
 
-def test_the_proposals_schema_passes_the_strict_schema_check() -> None:
-    assert strict_schema_problem(Proposals.model_json_schema()) is None
+@pytest.mark.parametrize("answer", [Proposals, Verdicts])
+def test_the_answer_schemas_pass_the_strict_schema_check(answer: type[BaseModel]) -> None:
+    assert strict_schema_problem(answer.model_json_schema()) is None
     # What the OpenAI SDK's beta.chat.completions.parse (CrewAI's call) sends as `response_format`.
-    response_format = type_to_response_format_param(Proposals)
+    response_format = type_to_response_format_param(answer)
     assert check_response_format(response_format) is None
     assert response_format["json_schema"]["strict"] is True
 
