@@ -26,10 +26,11 @@ from litestar.types import (
 )
 
 from bot import NAME, app_version
-from bot.api import chat, health
+from bot.api import chat, health, webhooks
 from bot.context import accept_request_id, bound
 from bot.errors import EXCEPTION_HANDLERS
 from bot.jobs import Jobs, Task, build_worker
+from bot.jobs.deliveries import Deliveries
 from bot.jobs.tasks import service_tasks
 from bot.jobs.worker import size_thread_pool
 from bot.readiness import Check, limiter_check
@@ -119,6 +120,7 @@ def create_app(settings: Settings, *, tasks: list[Task] | None = None) -> Litest
         app.state.limiter_storage = storage
         app.state.throttle = Throttle.create(storage, settings.rate_limit_per_minute)
         app.state.jobs = jobs
+        app.state.deliveries = Deliveries(jobs)
         app.state.readiness_checks = _readiness_checks(app)
         worker = None
         if jobs.is_embedded:
@@ -137,7 +139,7 @@ def create_app(settings: Settings, *, tasks: list[Task] | None = None) -> Litest
             await close_storage(storage)
 
     app = CompanionApp(
-        route_handlers=[*health.ROUTES, *chat.ROUTES],
+        route_handlers=[*health.ROUTES, *chat.ROUTES, *webhooks.ROUTES],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
         state=State({"settings": settings}),

@@ -9,6 +9,7 @@ from litestar import MediaType, Request, Response, get, post
 from litestar.datastructures import State
 
 from bot import NAME, app_version
+from bot.api.webhooks import webhook_status
 from bot.errors import BadRequest, error_body
 from bot.readiness import run_checks
 
@@ -42,6 +43,8 @@ async def healthz() -> dict[str, str]:
 async def readyz(state: State) -> Response[dict[str, Any]]:
     checks = await run_checks(state.readiness_checks)
     failing = {name: result for name, result in checks.items() if result != "ok"}
+    # Said, not failed: without a webhook secret the IDE API still works; the GitHub routes refuse.
+    checks["github_webhooks"] = webhook_status(state.settings)
     if not failing:
         return Response({"status": "ready", "checks": checks}, media_type=MediaType.JSON)
     message = "Not ready: " + "; ".join(f"{name}: {reason}" for name, reason in failing.items())

@@ -13,9 +13,10 @@ from bot.llm import RULES_SETTING_NOTE, crew_reviewer, llm_options, mode_note
 from bot.settings import Settings
 from reviewer.crew import CrewReviewer
 
-__all__ = ["CHAT_KEY_PREFIX", "REVIEW_CODE", "RULES_SETTING_NOTE", "service_tasks"]
+__all__ = ["CHAT_KEY_PREFIX", "REVIEW_CODE", "REVIEW_PULL_REQUEST", "RULES_SETTING_NOTE", "service_tasks"]
 
 REVIEW_CODE = "review_code"
+REVIEW_PULL_REQUEST = "review_pull_request"
 CHAT_KEY_PREFIX = "chat:"
 
 
