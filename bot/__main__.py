@@ -76,9 +76,10 @@ def cmd_worker(_: argparse.Namespace) -> int:
 
     from bot.jobs import Jobs, build_worker  # noqa: PLC0415 - only this command runs jobs
     from bot.jobs.tasks import service_tasks  # noqa: PLC0415
-    from bot.jobs.worker import size_thread_pool  # noqa: PLC0415
+    from bot.jobs.worker import close_tasks, size_thread_pool  # noqa: PLC0415
     from bot.llm import crew_reviewer  # noqa: PLC0415
     from bot.logs import configure_logging  # noqa: PLC0415
+    from bot.throttle import close_storage, create_storage  # noqa: PLC0415
 
     configure_logging(settings.log_level, settings.log_format, settings.secret_values())
 
@@ -90,13 +91,15 @@ def cmd_worker(_: argparse.Namespace) -> int:
             await llm.warm(settings.worker_concurrency * settings.llm_concurrency)
         jobs = Jobs.from_settings(settings)
         await jobs.connect()
+        storage = create_storage(settings.rate_limit_storage_uri)  # the installation limit, shared with replicas
+        tasks = service_tasks(settings, jobs, llm, storage=storage)
         try:
-            worker = build_worker(
-                jobs, service_tasks(settings, jobs, llm), concurrency=settings.worker_concurrency, embedded=False
-            )
+            worker = build_worker(jobs, tasks, concurrency=settings.worker_concurrency, embedded=False)
             await worker.start()  # until SIGINT/SIGTERM; running jobs go back to the queue
         finally:
+            await close_tasks(tasks)
             await jobs.close()
+            await close_storage(storage)
 
     asyncio.run(run())
     return 0

@@ -32,7 +32,7 @@ from bot.errors import EXCEPTION_HANDLERS
 from bot.jobs import Jobs, Task, build_worker
 from bot.jobs.deliveries import Deliveries
 from bot.jobs.tasks import service_tasks
-from bot.jobs.worker import size_thread_pool
+from bot.jobs.worker import close_tasks, size_thread_pool
 from bot.readiness import Check, limiter_check
 from bot.settings import Settings
 from bot.throttle import Throttle, TrustedProxies, close_storage, create_storage
@@ -125,9 +125,8 @@ def create_app(settings: Settings, *, tasks: list[Task] | None = None) -> Litest
         worker = None
         if jobs.is_embedded:
             size_thread_pool(settings.worker_concurrency, settings.llm_concurrency)
-            worker = build_worker(
-                jobs, tasks or service_tasks(settings, jobs), concurrency=settings.worker_concurrency, embedded=True
-            )
+            job_tasks = tasks or service_tasks(settings, jobs, storage=storage)
+            worker = build_worker(jobs, job_tasks, concurrency=settings.worker_concurrency, embedded=True)
             app.state.worker = asyncio.create_task(worker.start(), name="embedded-worker")
         try:
             yield
@@ -135,6 +134,7 @@ def create_app(settings: Settings, *, tasks: list[Task] | None = None) -> Litest
             if worker is not None:
                 await worker.stop()
                 await app.state.worker
+                await close_tasks(job_tasks)
             await jobs.close()
             await close_storage(storage)
 

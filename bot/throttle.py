@@ -10,9 +10,10 @@ import hashlib
 import math
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
 
-from limits import RateLimitItem, RateLimitItemPerMinute
+from limits import RateLimitItem, RateLimitItemPerMinute, parse
 from limits.aio.storage import Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
@@ -103,3 +104,23 @@ class Throttle:
             f"Rate limit of {item.amount} {kind} requests per minute exceeded; retry in {retry_after} s",
             retry_after=retry_after,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class InstallationThrottle:
+    """INSTALLATION_RATE_LIMIT: reviews per GitHub App installation (moving window, in the shared storage)."""
+
+    limiter: MovingWindowRateLimiter
+    item: RateLimitItem
+
+    @classmethod
+    def create(cls, storage: Storage, limit: str) -> InstallationThrottle:
+        return cls(MovingWindowRateLimiter(storage), parse(limit))
+
+    async def take(self, installation_id: int) -> datetime | None:
+        """Count one review; None when it may run, else when the next one may (UTC)."""
+        identity = f"installation:{installation_id}"
+        if await self.limiter.hit(self.item, identity):
+            return None
+        stats = await self.limiter.get_window_stats(self.item, identity)
+        return datetime.fromtimestamp(max(stats.reset_time, time.time() + 1), tz=UTC)

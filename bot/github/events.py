@@ -164,6 +164,10 @@ class Router:
 
         return add
 
+    def events(self) -> set[str]:
+        """The events with a handler (what the App must subscribe to, besides `ping`, which GitHub always sends)."""
+        return {event for event, _ in self._handlers} - {"ping"}
+
     def dispatch(self, event: str, payload: dict[str, Any]) -> Decision:
         action = payload.get("action")
         handler = self._handlers.get((event, action if isinstance(action, str) else None)) or self._handlers.get(

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
+from limits.aio.storage import Storage
+
 from bot.chat_review import ChatRequest, review_source, review_source_with_llm
+from bot.github.client import GitHubApp, GitHubUnavailable
 from bot.jobs.cache import ChunkStore
+from bot.jobs.pull_review import PullReviewer
 from bot.jobs.queue import Jobs
 from bot.jobs.worker import Task, TransientError
 from bot.llm import RULES_SETTING_NOTE, crew_reviewer, llm_options, mode_note
 from bot.settings import Settings
+from bot.throttle import InstallationThrottle, create_storage
 from reviewer.crew import CrewReviewer
 
 __all__ = ["CHAT_KEY_PREFIX", "REVIEW_CODE", "REVIEW_PULL_REQUEST", "RULES_SETTING_NOTE", "service_tasks"]
@@ -20,12 +26,29 @@ REVIEW_PULL_REQUEST = "review_pull_request"
 CHAT_KEY_PREFIX = "chat:"
 
 
-def service_tasks(settings: Settings, jobs: Jobs | None = None, llm: CrewReviewer | None = None) -> list[Task]:
+def service_tasks(
+    settings: Settings,
+    jobs: Jobs | None = None,
+    llm: CrewReviewer | None = None,
+    *,
+    storage: Storage | None = None,
+    github: Callable[[], GitHubApp] | None = None,
+) -> list[Task]:
     """The job functions for these settings. `jobs` gives the LLM its chunk cache (the queue's backend);
-    `llm`, a reviewer built (and warmed) by the caller, else one for these settings when an LLM is configured."""
+    `llm`, a reviewer built (and warmed) by the caller, else one for these settings when an LLM is configured;
+    `storage`, the `limits` storage of the installation throttle (RATE_LIMIT_STORAGE_URI: the caller's, so it
+    is shared and closed by its owner; a private in-memory one when None); `github`, how to build the App
+    client (tests give it a transport). Call `close_tasks` at shutdown."""
     note = mode_note(settings)
     llm = llm or crew_reviewer(settings)
     options = llm_options(settings, ChunkStore(jobs, settings.llm_cache_ttl_seconds) if jobs is not None else None)
+    pulls = PullReviewer(
+        github_factory=github or (lambda: GitHubApp(settings)),
+        throttle=InstallationThrottle.create(storage or create_storage("memory://"), settings.installation_rate_limit),
+        llm=llm,
+        options=options if llm is not None else None,
+        mode_note=note,
+    )
 
     async def review_code(request: dict[str, Any]) -> dict[str, Any]:
         parsed = ChatRequest.model_validate(request)
@@ -36,4 +59,7 @@ def service_tasks(settings: Settings, jobs: Jobs | None = None, llm: CrewReviewe
             response = await review_source_with_llm(parsed, llm, options)
         return response.model_dump(mode="json")
 
-    return [Task(REVIEW_CODE, review_code, transient=(TransientError,))]
+    return [
+        Task(REVIEW_CODE, review_code, transient=(TransientError,)),
+        Task(REVIEW_PULL_REQUEST, pulls.run, transient=(TransientError, GitHubUnavailable), close=pulls.aclose),
+    ]

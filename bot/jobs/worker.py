@@ -39,6 +39,13 @@ class Task:
     name: str
     run: Callable[..., Awaitable[Any]]
     transient: tuple[type[BaseException], ...] = field(default=(TransientError,))
+    close: Callable[[], Awaitable[None]] | None = None  # at shutdown, after the worker stopped (its clients)
+
+
+async def close_tasks(tasks: Iterable[Task]) -> None:
+    for task in tasks:
+        if task.close is not None:
+            await task.close()
 
 
 def describe(exc: BaseException) -> str:

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
+import pytest
+import yaml
+
+from bot.api.webhooks import WEBHOOK_PATH
 from bot.github.events import Ignored, Pong, Router, parse_command, router
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(
@@ -41,3 +47,15 @@ def test_unrouted_events_and_actions_are_named() -> None:
     assert router.dispatch("star", {"action": "created"}) == Ignored("star.created")
     assert router.dispatch("push", {"ref": "refs/heads/main"}) == Ignored("push")
     assert router.dispatch("ping", {"zen": "Keep it logically awesome."}) == Pong()
+
+
+def test_the_app_manifest_subscribes_to_what_the_router_handles_with_least_privilege() -> None:
+    manifest = yaml.safe_load((ROOT / "app.yml").read_text(encoding="utf-8"))
+    assert set(manifest["default_events"]) == router.events() == {"pull_request", "issue_comment"}
+    assert manifest["hook_attributes"]["url"].endswith(WEBHOOK_PATH)
+    assert manifest["default_permissions"] == {
+        "pull_requests": "write",
+        "checks": "write",
+        "contents": "read",
+        "metadata": "read",
+    }
