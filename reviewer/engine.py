@@ -411,6 +411,7 @@ async def review(
         result_review.notes.append(
             FileNote("(LLM)", f"{dropped} finding(s) dropped: their quoted line is not in the file")
         )
+    result_review.llm_incomplete = bool(failures)
     if failures and len(failures) == len(plan.chunks) and not from_cache:
         result_review.mode_note = (
             f"The LLM part of this review failed ({failures[0]}); only the rules' findings are shown. "

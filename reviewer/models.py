@@ -125,6 +125,8 @@ class Review:
     mode_note: str = ""
     # With the LLM: files, hunks, calls, tokens and cost in one line, at the end of every rendering.
     llm_summary: str = ""
+    # The LLM could not review all of it (or any of it): the review is incomplete, never a clean pass.
+    llm_incomplete: bool = False
 
     def counts(self) -> dict[Severity, int]:
         counts = dict.fromkeys(Severity, 0)

@@ -6,8 +6,8 @@ caller), and reads responses with `.json()` (githubkit's strict models reject so
 Check run conclusions, one meaning each:
 - `success`: no finding at or above the repository's `fail_on`.
 - `failure`: at least one finding at or above `fail_on`. Only the code under review fails a check.
-- `neutral`: no verdict. The review was throttled (`neutral_check`), the LLM part failed and the rules found
-  nothing at or above `fail_on` (not a clean pass), the caller asked for it, or the review job itself failed
+- `neutral`: no verdict. The review was throttled (`neutral_check`), the LLM could not review all of it
+  (`Review.llm_incomplete`) and the rules found nothing at or above `fail_on`, the caller asked for it, or the review job itself failed
   (`fail_check`). A GitHub or internal error is not the code's fault, so it must not block a merge the way
   `failure` does; the title "Review failed" and the summary say what went wrong and how to retry.
 
@@ -54,7 +54,6 @@ MAX_BISECT_PROBES = 4 * math.ceil(math.log2(MAX_INLINE_COMMENTS))
 MAX_ANNOTATION_TITLE_CHARS = 255
 MAX_ANNOTATION_MESSAGE_CHARS = 16_000
 # The engine says this in Review.mode_note when the LLM part failed as a whole.
-LLM_FAILED_MARK = "not a clean pass"
 
 Conclusion = Literal["success", "failure", "neutral"]
 AnnotationLevel = Literal["notice", "warning", "failure"]
@@ -123,7 +122,7 @@ def conclusion_for(review: Review, fail_on: Severity | Literal["never"], *, neut
         return "neutral"
     if fail_on != "never" and review.fails(fail_on):
         return "failure"
-    if LLM_FAILED_MARK in review.mode_note.lower():
+    if review.llm_incomplete:
         return "neutral"
     return "success"
 

@@ -361,6 +361,7 @@ async def test_the_reviewer_proposes_the_lead_verifies_and_the_review_ends_with_
     assert rule_lines(result) == [("collect-without-lifecycle", GALLERY_RULE_LINE)]
     assert result.reviewer == "crew"
     assert result.mode_note == ""
+    assert not result.llm_incomplete
     assert result.notes == []
     assert result.llm_summary == expected_usage(fake, files=1, hunks=3)
     assert "2 call(s), 0 file(s) from cache" in result.llm_summary
@@ -701,6 +702,7 @@ async def test_requests_that_keep_hanging_fail_within_bounds(fake: FakeOpenAI) -
     assert result.mode_note.startswith("The LLM part of this review failed (")
     assert "timed out" in result.mode_note
     assert result.mode_note.endswith("only the rules' findings are shown. This is not a clean pass.")
+    assert result.llm_incomplete
     assert [note.path for note in result.notes] == [GALLERY]
 
 

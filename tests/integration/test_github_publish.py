@@ -58,7 +58,8 @@ SHA = "cd57be5ad686aaad30b3e560d9cd858c952ff5bf"
 CHECKS = f"/repos/{OWNER}/{REPO}/check-runs"
 REVIEWS = f"/repos/{OWNER}/{REPO}/pulls/{NUMBER}/reviews"
 SMELLS = FIXTURES / "kotlin" / "smells"
-# What the engine writes in mode_note when every LLM call of a review failed (reviewer/engine.py).
+# What the engine writes in mode_note when every LLM call of a review failed (reviewer/engine.py); it also sets
+# Review.llm_incomplete, which is what the conclusion reads.
 LLM_FAILED_NOTE = (
     "The LLM part of this review failed (timeout); only the rules' findings are shown. This is not a clean pass."
 )
@@ -296,7 +297,7 @@ async def test_finish_check_conclusions(
     neutral: bool,
     expected: str,
 ) -> None:
-    review = replace(review_of(gallery_change()), mode_note=mode_note)
+    review = replace(review_of(gallery_change()), mode_note=mode_note, llm_incomplete=bool(mode_note))
     route = api.patch(f"{CHECKS}/42").respond(200, json={"id": 42})
 
     conclusion = await finish_check(gh, OWNER, REPO, 42, review, fail_on=fail_on, neutral=neutral)
