@@ -129,8 +129,16 @@ def _may_repeat(request: httpx.Request | None) -> bool:
     return request.method in IDEMPOTENT_METHODS or request.url.path.endswith("/access_tokens")
 
 
+# githubkit sleeps 60 s when a retry's wait is falsy (`retry_after or 60`, githubkit/core.py): never ask for 0.
+MIN_WAIT = timedelta(milliseconds=1)
+
+
+def _wait(seconds: float) -> timedelta:
+    return max(timedelta(seconds=seconds), MIN_WAIT)
+
+
 def _backoff(retry_count: int) -> timedelta:
-    return timedelta(seconds=RETRY_BACKOFF[min(retry_count, len(RETRY_BACKOFF) - 1)])
+    return _wait(RETRY_BACKOFF[min(retry_count, len(RETRY_BACKOFF) - 1)])
 
 
 def retry_policy(exc: GitHubException, retry_count: int) -> RetryOption:
@@ -146,7 +154,7 @@ def retry_policy(exc: GitHubException, retry_count: int) -> RetryOption:
         if retry_count >= MAX_RATE_LIMIT_RETRIES or wait > MAX_RATE_LIMIT_WAIT:
             return RetryOption(False)
         log.warning("GitHub rate limit on %s: retrying in %.1f s", where, wait)
-        return RetryOption(True, timedelta(seconds=wait))
+        return RetryOption(True, _wait(wait))
     if retry_count >= MAX_RETRIES:
         return RetryOption(False)
     if isinstance(failure, RequestFailed):

@@ -322,6 +322,18 @@ async def test_a_secondary_limit_is_retried_at_most_three_times(
     assert sleeps == [2.0, 2.0, 2.0]
 
 
+async def test_a_zero_wait_is_never_githubkits_default_minute(
+    app: GitHubApp, api: respx.MockRouter, tokens: respx.Route, sleeps: list[float]
+) -> None:
+    # githubkit sleeps 60 s when asked to wait 0 (`retry_after or 60`): the policy always asks for a little.
+    limited = httpx.Response(429, headers={"retry-after": "0"}, json={"message": "secondary rate limit"})
+    pull = api.get(PR_PATH).mock(side_effect=[limited, httpx.Response(200, json={"number": 7})])
+    gh = await app.installation(1)
+    await gh.rest.pulls.async_get("acme", "app", 7)
+    assert pull.call_count == 2
+    assert sleeps == [0.001]
+
+
 async def test_a_long_secondary_limit_is_not_waited_for(
     app: GitHubApp, api: respx.MockRouter, tokens: respx.Route, sleeps: list[float]
 ) -> None:
