@@ -405,13 +405,13 @@ async def review(
         notes=[*rules.notes, *notes],
         reviewer="crew",
         mode_note="",
+        llm_incomplete=bool(failures),
         llm_summary=usage_line(llm.model, files=len(sent_paths), hunks=hunks, cached=cached, usage=usage, price=price),
     )
     if dropped:
         result_review.notes.append(
             FileNote("(LLM)", f"{dropped} finding(s) dropped: their quoted line is not in the file")
         )
-    result_review.llm_incomplete = bool(failures)
     if failures and len(failures) == len(plan.chunks) and not from_cache:
         result_review.mode_note = (
             f"The LLM part of this review failed ({failures[0]}); only the rules' findings are shown. "

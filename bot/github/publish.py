@@ -7,9 +7,10 @@ Check run conclusions, one meaning each:
 - `success`: no finding at or above the repository's `fail_on`.
 - `failure`: at least one finding at or above `fail_on`. Only the code under review fails a check.
 - `neutral`: no verdict. The review was throttled (`neutral_check`), the LLM could not review all of it
-  (`Review.llm_incomplete`) and the rules found nothing at or above `fail_on`, the caller asked for it, or the review job itself failed
-  (`fail_check`). A GitHub or internal error is not the code's fault, so it must not block a merge the way
-  `failure` does; the title "Review failed" and the summary say what went wrong and how to retry.
+  (`Review.llm_incomplete`) and the rules found nothing at or above `fail_on`, the caller asked for it, or
+  the review job itself failed (`fail_check`). A GitHub or internal error is not the code's fault, so it must
+  not block a merge the way `failure` does; the title "Review failed" and the summary say what went wrong and
+  how to retry.
 
 A PR review is posted once per job. When GitHub answers 422 for it, the comments it rejects are found by
 bisection with PENDING reviews (a pending review is invisible to the PR's readers and is deleted right after
