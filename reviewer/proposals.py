@@ -6,6 +6,7 @@ The models are strict-schema friendly (every field required, no extra keys) beca
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -76,12 +77,24 @@ def apply_verdicts(proposals: Sequence[Proposal], verdicts: Verdicts) -> list[Pr
     return list(kept.values())
 
 
+# `@name` in prose (not inside `code`): GitHub would notify that user or team. Emails and `x@y` are not mentions.
+_MENTION = re.compile(r"(?<![\w`@/.])@([A-Za-z0-9](?:[A-Za-z0-9-]{0,38})(?:/[A-Za-z0-9_.-]+)?)\b")
+_CODE = re.compile(r"(```.*?(?:```|\Z)|`[^`\n]*`)", re.DOTALL)
+
+
+def neutralise_mentions(text: str) -> str:
+    """The LLM's prose with every `@mention` put in a code span, so a review never pings anyone (code spans and
+    fenced blocks are left as they are: `@Composable` in code stays code)."""
+    parts = _CODE.split(text)
+    return "".join(part if index % 2 else _MENTION.sub(r"`@\1`", part) for index, part in enumerate(parts))
+
+
 def to_finding(proposal: Proposal, lines: Sequence[str], diff: FileDiff) -> tuple[Finding | None, str]:
     """Anchor a proposal in the new file; (None, why) when its quote is not there."""
     anchor = locate(proposal.quote, lines, proposal.line)
     if anchor is None:
         return None, f"{proposal.path}:{proposal.line}: the quoted line is not in the file"
-    message = proposal.body.strip()[:MAX_BODY]
+    message = neutralise_mentions(proposal.body.strip()[:MAX_BODY])
     suggestion = None
     if proposal.suggestion is not None:
         same_span = proposal.end_line - proposal.line == anchor.end_line - anchor.line
@@ -92,7 +105,7 @@ def to_finding(proposal: Proposal, lines: Sequence[str], diff: FileDiff) -> tupl
             message += "\n\n" + diff_block(lines, anchor, proposal.suggestion)
     finding = Finding(
         rule_id=CREW_RULE_ID,
-        title=proposal.title.strip()[:MAX_TITLE] or "Review finding",
+        title=neutralise_mentions(proposal.title.strip()[:MAX_TITLE]) or "Review finding",
         severity=proposal.severity,
         category=proposal.category,
         path=proposal.path,

@@ -121,6 +121,30 @@ async def run_job(settings: Settings, **kwargs: Any) -> dict[str, Any]:
     return result
 
 
+R = f"/repos/{OWNER}/{REPO}"
+PULL = f"{R}/pulls/{NUMBER}"
+TOKEN = ("POST", f"/app/installations/{INSTALLATION}/access_tokens")
+READ = [("GET", PULL), ("GET", f"{R}/contents/{CONFIG}")]
+# What a review that is posted asks GitHub, after READ: the check run, the files, the whole Kotlin file, the
+# head again, what is already on the PR, the review, the check run completed.
+POST = [
+    ("POST", f"{R}/check-runs"),
+    ("GET", f"{PULL}/files"),
+    ("GET", f"{R}/contents/{GALLERY}"),
+    ("GET", PULL),
+    ("GET", f"{PULL}/comments"),
+    ("GET", f"{PULL}/reviews"),
+    ("POST", f"{PULL}/reviews"),
+    ("PATCH", f"{R}/check-runs/{{id}}"),
+]
+REVIEWED = [*READ, *POST]
+
+
+def calls(fake: FakeGitHub, since: int = 0) -> list[tuple[str, str]]:
+    """The (method, path) of every request the fake answered, check run ids as `{id}`."""
+    return [(r.method, re.sub(r"/check-runs/\d+$", "/check-runs/{id}", r.path)) for r in fake.requests[since:]]
+
+
 def reviews(fake: FakeGitHub) -> list[dict[str, Any]]:
     return [r for r in fake.reviews.get((OWNER, REPO, NUMBER), []) if r["state"] != "PENDING"]
 
@@ -149,11 +173,13 @@ async def test_an_opened_pull_request_gets_one_review_and_a_check_run(settings: 
     contents = [r for r in fake.requests if "/contents/" in r.path]
     assert any(r.path.endswith(CONFIG) and r.params.get("ref") == "main" for r in contents)
     assert fake.tokens_issued == 1
+    assert calls(fake) == [TOKEN, *REVIEWED]  # every expected call, in order, and no other
 
 
 async def test_a_re_review_does_not_repeat_what_is_on_the_pull_request(settings: Settings, fake: FakeGitHub) -> None:
     await run_job(settings)
     fake.set_permission(OWNER, REPO, "reviewer", "write")
+    first_calls = len(fake.requests)
     result = await run_job(
         settings, trigger="comment", head_sha=None, comment_id=99, commenter="reviewer", trusted=False
     )
@@ -164,6 +190,9 @@ async def test_a_re_review_does_not_repeat_what_is_on_the_pull_request(settings:
     assert second["comments"] == []
     assert "already commented on earlier" in second["body"]
     assert [content for _, comment_id, content in fake.reactions if comment_id == 99] == ["eyes", "rocket"]
+    reaction = ("POST", f"{R}/issues/comments/99/reactions")
+    permission = ("GET", f"{R}/collaborators/reviewer/permission")
+    assert calls(fake, first_calls) == [TOKEN, permission, reaction, *REVIEWED, reaction]
 
 
 async def test_a_review_command_from_someone_who_may_not_write_does_nothing(
@@ -175,6 +204,7 @@ async def test_a_review_command_from_someone_who_may_not_write_does_nothing(
     )
     assert result == {"outcome": "skipped", "reason": f"drive-by may not write to {OWNER}/{REPO}"}
     assert (reviews(fake), checks(fake), fake.reactions) == ([], [], [])
+    assert calls(fake) == [TOKEN, ("GET", f"{R}/collaborators/drive-by/permission")]
 
 
 async def test_a_head_that_moved_on_gets_nothing(settings: Settings, fake: FakeGitHub) -> None:
@@ -183,6 +213,7 @@ async def test_a_head_that_moved_on_gets_nothing(settings: Settings, fake: FakeG
     assert result["outcome"] == "skipped"
     assert "the head moved on" in result["reason"]
     assert (reviews(fake), checks(fake)) == ([], [])
+    assert calls(fake) == [TOKEN, ("GET", PULL)]
 
 
 @pytest.mark.parametrize(
@@ -241,6 +272,8 @@ async def test_over_the_installation_limit_a_neutral_check_says_when(settings: S
     assert [c["output"]["title"] for c in neutral] == [THROTTLED_TITLE]
     assert "comment `/review` on the pull request then" in neutral[0]["output"]["summary"]
     assert [content for _, _, content in fake.reactions] == ["eyes", "confused"]
+    reaction = ("POST", f"{R}/issues/comments/5/reactions")
+    assert calls(fake) == [TOKEN, *REVIEWED, reaction, *READ, ("POST", f"{R}/check-runs"), reaction]
 
 
 async def test_a_push_reviews_only_the_files_it_changed(settings: Settings, fake: FakeGitHub) -> None:
@@ -271,6 +304,10 @@ async def test_github_down_ends_with_a_failed_check_and_a_confused_reaction(
     assert "502" in check["output"]["summary"]
     assert [content for _, _, content in fake.reactions] == ["eyes", "confused"]
     assert reviews(fake) == []
+    reaction = ("POST", f"{R}/issues/comments/3/reactions")
+    files = [("GET", f"{PULL}/files")] * 4  # the first answer and 3 retries, all 502
+    fail = ("PATCH", f"{R}/check-runs/{{id}}")
+    assert calls(fake) == [TOKEN, reaction, *READ, ("POST", f"{R}/check-runs"), *files, fail, reaction]
 
 
 # The whole path: webhook -> queue -> job -> review.

@@ -26,6 +26,7 @@ from reviewer.proposals import (
     Proposals,
     Verdicts,
     apply_verdicts,
+    neutralise_mentions,
     to_finding,
 )
 from tests.conftest import FIXTURES
@@ -926,3 +927,37 @@ def test_a_suggestion_on_a_fuzzy_match_is_only_a_diff_block() -> None:
     assert finding is not None
     assert finding.suggestion is None
     assert "```diff" in finding.message
+
+
+# --- @mentions in the LLM's text never ping anyone ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("ask @octocat or @android/team-x.", "ask `@octocat` or `@android/team-x`."),
+        ("annotate it with @Composable", "annotate it with `@Composable`"),
+        ("use `@Composable` here", "use `@Composable` here"),  # already code
+        (
+            "```kotlin\n@Inject lateinit var r: R\n```\nthen @bob",
+            "```kotlin\n@Inject lateinit var r: R\n```\nthen `@bob`",
+        ),
+        ("mail dev@example.com", "mail dev@example.com"),  # not a mention
+        ("@@ -1 +1 @@ and @-x", "@@ -1 +1 @@ and @-x"),
+    ],
+)
+def test_mentions_are_put_in_code_spans(text: str, expected: str) -> None:
+    assert neutralise_mentions(text) == expected
+
+
+def test_a_findings_title_and_body_never_mention_anyone() -> None:
+    lines = read_lines(FOR_YOU_VIEW_MODEL)
+    diff = diff_for(FOR_YOU_VIEW_MODEL_DIFF, FOR_YOU_VIEW_MODEL)
+    line = only_line(lines, TOPIC_FOLLOWED)
+    found, _ = to_finding(
+        proposal(path=diff.path, line=line, end_line=line, quote=TOPIC_FOLLOWED, title="Ask @jdoe", body="cc @a/b"),
+        lines,
+        diff,
+    )
+    assert found is not None
+    assert (found.title, found.message) == ("Ask `@jdoe`", "cc `@a/b`")

@@ -56,6 +56,7 @@ def test_the_app_manifest_subscribes_to_what_the_router_handles_with_least_privi
     assert manifest["default_permissions"] == {
         "pull_requests": "write",
         "checks": "write",
+        "issues": "write",
         "contents": "read",
         "metadata": "read",
     }
