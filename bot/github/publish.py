@@ -73,6 +73,11 @@ FAILED_SUMMARY = (
     "This is an error of the reviewer (GitHub or internal), not of the code, so the check is neutral and "
     "does not block merging. Comment `/review` on the pull request to try again."
 )
+CANCELLED_TITLE = "Review cancelled"
+CANCELLED_SUMMARY = (
+    "This review was stopped before it was published: a newer push replaced it, or it ran out of time "
+    "(JOB_TIMEOUT_SECONDS). Comment `/review` on the pull request to review the current head."
+)
 SUPERSEDED_TITLE = "Superseded by a newer commit"
 SUPERSEDED_SUMMARY = (
     "The pull request moved on to {head} while this commit was being reviewed, so nothing was posted for it: "
@@ -264,6 +269,18 @@ async def superseded_check(gh: GitHub[Any], owner: str, repo: str, check_id: int
         status="completed",
         conclusion="neutral",
         output={"title": SUPERSEDED_TITLE, "summary": SUPERSEDED_SUMMARY.format(head=new_head[:12])},
+    )
+
+
+async def cancelled_check(gh: GitHub[Any], owner: str, repo: str, check_id: int) -> None:
+    """Complete the check run as `neutral`: the job was cancelled (superseded by a newer head, or timed out)."""
+    await gh.rest.checks.async_update(
+        owner,
+        repo,
+        check_id,
+        status="completed",
+        conclusion="neutral",
+        output={"title": CANCELLED_TITLE, "summary": CANCELLED_SUMMARY},
     )
 
 

@@ -29,6 +29,7 @@ from bot.chat_review import LLMOptions
 from bot.github.client import TRACE_ID, GitHubApp, GitHubError, GitHubUnavailable, github_errors
 from bot.github.publish import (
     THROTTLED_TITLE,
+    cancelled_check,
     fail_check,
     finish_check,
     neutral_check,
@@ -189,6 +190,10 @@ class _Job:  # one review, start to end
         check_id = await start_check(self.gh, self.owner, self.repo, pr.head_sha)
         try:
             return await self._review(pr, config, config_error, check_id)
+        except asyncio.CancelledError:
+            # Superseded by a newer head, or out of time: say so rather than leave the run in progress.
+            await _quietly(cancelled_check(self.gh, self.owner, self.repo, check_id))
+            raise
         except BaseException as exc:
             message = str(exc) if isinstance(exc, GitHubError) else f"{type(exc).__name__}: {exc}"
             await _quietly(fail_check(self.gh, self.owner, self.repo, check_id, message))

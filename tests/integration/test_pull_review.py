@@ -6,6 +6,7 @@ webhook delivery -> the embedded queue -> the job -> the review on the fake PR.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -21,7 +22,7 @@ from litestar.testing import TestClient
 from bot.api.webhooks import WEBHOOK_PATH, signature
 from bot.app import create_app
 from bot.github.client import GitHubApp, GitHubUnavailable
-from bot.github.publish import CHECK_NAME, FAILED_TITLE, THROTTLED_TITLE
+from bot.github.publish import CANCELLED_TITLE, CHECK_NAME, FAILED_TITLE, THROTTLED_TITLE
 from bot.jobs.pull_review import NO_PATCH, UNCHANGED_SINCE
 from bot.jobs.tasks import REVIEW_PULL_REQUEST, service_tasks
 from bot.settings import Settings
@@ -308,6 +309,26 @@ async def test_github_down_ends_with_a_failed_check_and_a_confused_reaction(
     files = [("GET", f"{PULL}/files")] * 4  # the first answer and 3 retries, all 502
     fail = ("PATCH", f"{R}/check-runs/{{id}}")
     assert calls(fake) == [TOKEN, reaction, *READ, ("POST", f"{R}/check-runs"), *files, fail, reaction]
+
+
+async def test_a_cancelled_review_completes_its_check_run_as_cancelled(
+    settings: Settings, fake: FakeGitHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reading = asyncio.Event()
+
+    async def slow_files(*args: Any) -> Any:  # the job is cancelled (superseded, timed out) while it reads
+        reading.set()
+        await asyncio.sleep(30)
+
+    monkeypatch.setattr("bot.jobs.pull_review.list_files", slow_files)
+    job = asyncio.create_task(run_job(settings))
+    await asyncio.wait_for(reading.wait(), 5)
+    job.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await job
+    [check] = checks(fake)
+    assert (check["status"], check["conclusion"], check["output"]["title"]) == ("completed", "neutral", CANCELLED_TITLE)
+    assert reviews(fake) == []
 
 
 # The whole path: webhook -> queue -> job -> review.
