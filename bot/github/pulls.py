@@ -20,7 +20,7 @@ from githubkit.exception import RequestFailed
 
 from bot.github.client import GitHubError, github_errors
 from reviewer.files import CONFIG_PATH, RepoConfig, parse_repo_config
-from reviewer.render import FINGERPRINT_MARKER
+from reviewer.render import FINGERPRINT_MARKER, TOOL_NAME
 
 PER_PAGE = 100
 # GitHub lists at most 3000 files of a pull request, and at most 300 for a comparison.
@@ -29,6 +29,7 @@ MAX_COMPARE_FILES = 300
 RAW_MEDIA_TYPE = "application/vnd.github.raw+json"
 UNREQUESTABLE_PATH_CHARS = frozenset("#?")
 WRITE_ROLES = frozenset({"admin", "maintain", "write"})
+REVIEW_HEADING = f"## {TOOL_NAME}"  # the first line of every review body (reviewer.render.review_body)
 FINGERPRINT_RE = re.compile(r"<!--\s*" + re.escape(FINGERPRINT_MARKER) + r"([0-9a-f]{16})\s*-->")
 
 JSON = Mapping[str, Any]
@@ -213,6 +214,30 @@ async def earlier_fingerprints(gh: GitHub[Any], owner: str, repo: str, number: i
         ):
             reviews.append(item)
     return _bot_fingerprints(comments) | _bot_fingerprints(reviews)
+
+
+async def reviewed_heads(gh: GitHub[Any], owner: str, repo: str, number: int) -> list[str]:
+    """The commits this App reviewed on the pull request, oldest first: bot reviews whose body is one of ours
+    (it starts with the tool's heading)."""
+    heads: list[str] = []
+    with github_errors():
+        async for item in gh.rest.paginate(
+            gh.rest.pulls.async_list_reviews,
+            map_func=_json_list,
+            owner=owner,
+            repo=repo,
+            pull_number=number,
+            per_page=PER_PAGE,
+        ):
+            user, body, commit = item.get("user") or {}, item.get("body"), item.get("commit_id")
+            if (
+                user.get("type") == "Bot"
+                and isinstance(body, str)
+                and body.startswith(REVIEW_HEADING)
+                and isinstance(commit, str)
+            ):
+                heads.append(commit)
+    return heads
 
 
 async def can_write(gh: GitHub[Any], owner: str, repo: str, login: str) -> bool:

@@ -7,8 +7,9 @@ The order, and why:
 3. `.github/ai-review.yml` from the default branch: `enabled: false`, or a draft without `review_drafts` -> nothing;
 4. the installation's limit (INSTALLATION_RATE_LIMIT): over it, a completed neutral check run says when the
    next review is possible and that `/review` can start it then;
-5. the check run goes in_progress; files and patches are read (a push reviews only the files it changed,
-   unless `/review full`), Kotlin and Gradle files also whole at the head, for the rules and the LLM's context;
+5. the check run goes in_progress; files and patches are read (a push or a `/review` reviews only the files
+   changed since the last head this App reviewed, unless `/review full`), Kotlin and Gradle files also whole at
+   the head, for the rules and the LLM's context;
 6. the review; then the head is read again: if it moved on, nothing is published (the newer job will);
 7. one PR review (what is already on the PR is not repeated), the check run completed; `rocket` (or `confused`).
 A failure completes the check run as "Review failed" with the reason, reacts `confused`, and re-raises: the
@@ -50,6 +51,7 @@ from bot.github.pulls import (
     list_files,
     read_file,
     repo_config,
+    reviewed_heads,
 )
 from bot.throttle import InstallationThrottle
 from reviewer.diff import FileStatus, parse_patch
@@ -67,7 +69,7 @@ WHOLE = frozenset(
     {FileKind.KOTLIN, FileKind.KOTLIN_SCRIPT, FileKind.GRADLE_GROOVY, FileKind.GRADLE_KTS, FileKind.VERSION_CATALOG}
 )
 NO_PATCH = "GitHub gives no patch for it (a binary file, or a diff too large to show)"
-UNCHANGED_SINCE = "not changed by this push (reviewed before; comment `/review full` to review every file)"
+UNCHANGED_SINCE = "not changed since the last review (comment `/review full` to review every file)"
 CONFIG_INVALID = ".github/ai-review.yml on {branch} is invalid, so the defaults were used: {error}"
 _STATUSES: dict[str, FileStatus] = {
     "added": "added",
@@ -118,7 +120,9 @@ class PullReviewer:
         trusted: bool = True,
         delivery: str | None = None,
     ) -> dict[str, Any]:
-        del draft  # the PR is read again: its draft flag now is what counts
+        # The PR is read again: its draft flag now is what counts. And what changed is counted from the last head
+        # this App reviewed (read from GitHub), not from a push's `before`, which may never have been reviewed.
+        del draft, before_sha
         trace = TRACE_ID.set(delivery or f"{owner}/{repo}#{number}")
         try:
             with github_errors():
@@ -127,7 +131,7 @@ class PullReviewer:
                     if not trusted and not (commenter and await can_write(gh, owner, repo, commenter)):
                         return _result("skipped", f"{commenter} may not write to {owner}/{repo}")
                     await react(gh, owner, repo, comment_id, "eyes")
-                job = _Job(self, gh, owner, repo, number, trigger, head_sha, before_sha, full, installation_id)
+                job = _Job(self, gh, owner, repo, number, trigger, head_sha, full, installation_id)
                 try:
                     result = await job.run()
                 except BaseException:
@@ -166,7 +170,6 @@ class _Job:  # one review, start to end
     number: int
     trigger: str
     head_sha: str | None
-    before_sha: str | None
     full: bool
     installation_id: int
 
@@ -203,7 +206,7 @@ class _Job:  # one review, start to end
         self, pr: PullRequest, config: RepoConfig, config_error: str | None, check_id: int
     ) -> dict[str, Any]:
         files = await list_files(self.gh, self.owner, self.repo, self.number)
-        changed = await self._changed_by_push(pr)
+        changed = await self._changed_since_review(pr)
         change, notes = await self._change(pr, files, changed)
         result = await self._run_reviewer(change, config)
         result.notes[:0] = notes
@@ -238,14 +241,21 @@ class _Job:  # one review, start to end
             conclusion=conclusion,
         )
 
-    async def _changed_by_push(self, pr: PullRequest) -> set[str] | None:
-        """The paths a push changed (its `before`...head), when only those are to be reviewed; else None."""
-        if self.trigger != "synchronize" or self.full or not self.before_sha:
+    async def _changed_since_review(self, pr: PullRequest) -> set[str] | None:
+        """The paths changed since the last head this App reviewed, when only those are to be reviewed (a push,
+        or `/review` without `full`); None: review every file (the first review, `/review full`, the same head
+        asked again, or a history GitHub cannot compare, e.g. after a force-push)."""
+        if self.trigger not in ("synchronize", "comment") or self.full:
+            return None
+        heads = await reviewed_heads(self.gh, self.owner, self.repo, self.number)
+        if not heads or heads[-1] == pr.head_sha:
             return None
         try:
-            files = await compare_files(self.gh, self.owner, self.repo, self.before_sha, pr.head_sha)
-        except GitHubError as exc:  # a force-push: `before` is gone; review everything
-            log.info("no compare of %s...%s (%s): reviewing every file", self.before_sha[:12], pr.head_sha[:12], exc)
+            files = await compare_files(self.gh, self.owner, self.repo, heads[-1], pr.head_sha)
+        except GitHubUnavailable:
+            raise
+        except GitHubError as exc:
+            log.info("no compare of %s...%s (%s): reviewing every file", heads[-1][:12], pr.head_sha[:12], exc)
             return None
         if len(files) >= MAX_COMPARE_FILES:  # GitHub lists at most 300 files of a comparison: not all of them
             return None

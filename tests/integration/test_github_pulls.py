@@ -29,6 +29,7 @@ from bot.github.pulls import (
     list_files,
     read_file,
     repo_config,
+    reviewed_heads,
 )
 from bot.settings import Settings
 from reviewer.files import CONFIG_PATH, RepoConfig
@@ -327,6 +328,20 @@ async def test_a_config_that_is_not_yaml_or_not_text_says_so(gh: GitHub[Any], ap
 
 
 # --- earlier fingerprints ---------------------------------------------------------------------------------------
+
+
+async def test_reviewed_heads_are_the_commits_of_this_apps_reviews(gh: GitHub[Any], api: respx.MockRouter) -> None:
+    ours = review(80, BOT, "## AI Dev Companion\n\nNo findings on the changed lines.")
+    api.get(f"{REPO_PATH}/pulls/{NUMBER}/reviews", params__eq={"per_page": "100"}).respond(
+        200,
+        json=[
+            {**ours, "commit_id": "a" * 40},
+            {**review(81, HUMAN, "## AI Dev Companion\n\nquoting the bot"), "commit_id": "b" * 40},
+            {**review(82, OTHER_BOT, "## Another bot"), "commit_id": "c" * 40},
+            {**ours, "id": 83, "commit_id": "d" * 40},
+        ],
+    )
+    assert await reviewed_heads(gh, OWNER, REPO, NUMBER) == ["a" * 40, "d" * 40]
 
 
 async def test_fingerprints_come_only_from_bots(gh: GitHub[Any], api: respx.MockRouter) -> None:

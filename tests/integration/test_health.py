@@ -94,7 +94,8 @@ def test_readyz_with_redis_for_queue_and_limits(make_settings: SettingsFactory, 
     with TestClient(app=app) as client:
         response = client.get("/readyz")
     assert response.status_code == 200, response.text
-    assert response.json()["checks"] == {"queue": "ok", "rate_limit_storage": "ok"}
+    checks = {"queue": "ok", "rate_limit_storage": "ok", "github_webhooks": NOT_CONFIGURED}
+    assert response.json()["checks"] == checks
 
 
 def test_openapi_schema_lists_the_routes(client: TestClient[Litestar]) -> None:

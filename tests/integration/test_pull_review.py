@@ -139,6 +139,8 @@ POST = [
     ("PATCH", f"{R}/check-runs/{{id}}"),
 ]
 REVIEWED = [*READ, *POST]
+# A push or a `/review` first asks which heads were reviewed (after the files).
+ASKED = [*READ, *POST[:2], ("GET", f"{PULL}/reviews"), *POST[2:]]
 
 
 def calls(fake: FakeGitHub, since: int = 0) -> list[tuple[str, str]]:
@@ -193,7 +195,7 @@ async def test_a_re_review_does_not_repeat_what_is_on_the_pull_request(settings:
     assert [content for _, comment_id, content in fake.reactions if comment_id == 99] == ["eyes", "rocket"]
     reaction = ("POST", f"{R}/issues/comments/99/reactions")
     permission = ("GET", f"{R}/collaborators/reviewer/permission")
-    assert calls(fake, first_calls) == [TOKEN, permission, reaction, *REVIEWED, reaction]
+    assert calls(fake, first_calls) == [TOKEN, permission, reaction, *ASKED, reaction]
 
 
 async def test_a_review_command_from_someone_who_may_not_write_does_nothing(
@@ -277,20 +279,25 @@ async def test_over_the_installation_limit_a_neutral_check_says_when(settings: S
     assert calls(fake) == [TOKEN, *REVIEWED, reaction, *READ, ("POST", f"{R}/check-runs"), reaction]
 
 
-async def test_a_push_reviews_only_the_files_it_changed(settings: Settings, fake: FakeGitHub) -> None:
+async def test_a_push_reviews_only_the_files_changed_since_the_last_review(
+    settings: Settings, fake: FakeGitHub
+) -> None:
+    assert (await run_job(settings))["outcome"] == "posted"  # HEAD reviewed
     other = {"filename": "app/src/main/res/values/strings.xml", "status": "modified", "patch": None}
     files = [*github_files(GALLERY_DIFF), {**other, "additions": 1, "deletions": 1}]
     fake.move_head(OWNER, REPO, NUMBER, NEXT_HEAD, files=files)
     fake.add_commit_files(OWNER, REPO, HEAD, NEXT_HEAD, [files[1]])
-    result = await run_job(settings, trigger="synchronize", head_sha=NEXT_HEAD, before_sha=HEAD)
+    # The push's own `before` is not what counts: the last head this App reviewed is.
+    result = await run_job(settings, trigger="synchronize", head_sha=NEXT_HEAD, before_sha="0" * 40)
     assert result["outcome"] == "posted"
-    [review] = reviews(fake)
-    assert review["comments"] == []  # GalleryFragment.kt did not change in this push
-    assert f"`{GALLERY}`: {UNCHANGED_SINCE}" in review["body"]
-    assert f"`{other['filename']}`: {NO_PATCH}" in review["body"]
-    # `/review full` reviews every file.
-    full = await run_job(settings, trigger="synchronize", head_sha=NEXT_HEAD, before_sha=HEAD, full=True)
-    assert full["inline"] == 1
+    second = reviews(fake)[1]
+    assert second["comments"] == []  # GalleryFragment.kt did not change since the last review
+    assert f"`{GALLERY}`: {UNCHANGED_SINCE}" in second["body"]
+    assert f"`{other['filename']}`: {NO_PATCH}" in second["body"]
+    assert ("GET", f"{R}/compare/{HEAD}...{NEXT_HEAD}") in calls(fake)
+    # `/review full` reviews every file (the finding is already on the PR: counted, not repeated).
+    full = await run_job(settings, trigger="comment", head_sha=None, comment_id=4, commenter="owner", full=True)
+    assert (full["outcome"], full["findings"], full["not_repeated"]) == ("posted", 1, 1)
 
 
 async def test_github_down_ends_with_a_failed_check_and_a_confused_reaction(
