@@ -38,6 +38,8 @@ MISSING_SIGNATURE = (
 BAD_SIGNATURE = (
     f"{SIGNATURE_HEADER} does not match the body: verify that the webhook secret matches GITHUB_WEBHOOK_SECRET."
 )
+# GitHub caps webhook payloads at 25 MB (docs: "Webhook events and payloads"); a bigger body is not from it.
+MAX_DELIVERY_BYTES = 25 * 1024 * 1024
 AUTOMATIC = frozenset({"opened", "reopened", "synchronize", "ready_for_review"})
 
 
@@ -83,7 +85,13 @@ def _answer(body: dict[str, Any], status: int = 202) -> Response[dict[str, Any]]
     return Response(body, status_code=status, media_type=MediaType.JSON)
 
 
-@post(WEBHOOK_PATH, status_code=202, summary="GitHub App webhook deliveries", include_in_schema=False)
+@post(
+    WEBHOOK_PATH,
+    status_code=202,
+    summary="GitHub App webhook deliveries",
+    include_in_schema=False,
+    request_max_body_size=MAX_DELIVERY_BYTES,
+)
 async def receive(request: Request[Any, Any, Any], state: State) -> Response[dict[str, Any]]:
     settings: Settings = state.settings
     if settings.github_webhook_secret is None:

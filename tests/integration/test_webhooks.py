@@ -17,7 +17,14 @@ import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
 
-from bot.api.webhooks import BAD_SIGNATURE, MISSING_SIGNATURE, NOT_CONFIGURED, WEBHOOK_PATH, signature
+from bot.api.webhooks import (
+    BAD_SIGNATURE,
+    MAX_DELIVERY_BYTES,
+    MISSING_SIGNATURE,
+    NOT_CONFIGURED,
+    WEBHOOK_PATH,
+    signature,
+)
 from bot.app import create_app
 from bot.jobs import Task
 from bot.jobs.deliveries import Deliveries
@@ -301,6 +308,16 @@ def test_bodies_that_are_not_the_promised_payload_are_400(
     assert text.startswith(message), text
     time.sleep(0.05)
     assert recorder.calls == []
+
+
+def test_a_large_delivery_is_taken_and_one_over_githubs_cap_is_413(github: TestClient[Litestar]) -> None:
+    payload = example("pull_request.opened")
+    payload["pull_request"]["body"] = "x" * (3 * 1024 * 1024)  # over the REST API's 2 MiB, under GitHub's 25 MB
+    assert deliver(github, "pull_request", payload).status_code == 202
+    huge = b"{" + b" " * MAX_DELIVERY_BYTES + b"}"
+    answer = deliver(github, "pull_request", None, raw=huge)
+    assert answer.status_code == 413
+    assert answer.json()["error"]["type"] == "payload_too_large"
 
 
 def test_a_payload_without_an_installation_is_400(github: TestClient[Litestar]) -> None:
