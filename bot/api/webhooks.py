@@ -16,8 +16,9 @@ from typing import Any
 
 from litestar import MediaType, Request, Response, post
 from litestar.datastructures import State
+from litestar.openapi.datastructures import ResponseSpec
 
-from bot.errors import BadRequest, Unauthorized
+from bot.errors import BadRequest, ErrorBody, Unauthorized
 from bot.github.events import Ignored, PayloadError, Pong, ReviewRequest, router
 from bot.jobs import Jobs
 from bot.jobs.deliveries import Deliveries
@@ -88,9 +89,21 @@ def _answer(body: dict[str, Any], status: int = 202) -> Response[dict[str, Any]]
 @post(
     WEBHOOK_PATH,
     status_code=202,
-    summary="GitHub App webhook deliveries",
-    include_in_schema=False,
+    summary="GitHub App webhook deliveries (signed by GitHub; not for other clients)",
+    description=(
+        '202 `{"queued", "status", "created"}` for a review, or `{"ignored": reason}` (also for a '
+        "redelivery); 200 for `ping`."
+    ),
     request_max_body_size=MAX_DELIVERY_BYTES,
+    responses={
+        code: ResponseSpec(ErrorBody, description=text, generate_examples=False)
+        for code, text in {
+            400: "bad_request: not JSON, not the payload its event promises, or GitHub's headers missing",
+            401: "unauthorized: no or wrong X-Hub-Signature-256, or GITHUB_WEBHOOK_SECRET is not set",
+            413: "payload_too_large: over GitHub's own 25 MB cap",
+            503: "server_busy: MAX_CONCURRENT_JOBS are queued or running (the delivery is not remembered)",
+        }.items()
+    },
 )
 async def receive(request: Request[Any, Any, Any], state: State) -> Response[dict[str, Any]]:
     settings: Settings = state.settings
