@@ -269,12 +269,22 @@ def load_crewai() -> ModuleType:
     return _crewai
 
 
+@dataclass(slots=True)
+class _Slot:
+    """One LLM object and the agents built on it, lent to one kickoff at a time. CrewAI keeps an agent's
+    executor and updates it for the next task (it resets its state on every run): reusing the agent saves the
+    executor's construction, a new pydantic state class each time (about 20 ms of CPU a kickoff)."""
+
+    llm: Any
+    agents: dict[str, Any] = field(default_factory=dict)
+
+
 class CrewReviewer:
     """Runs one chunk through the two agents; returns the lead's verified proposals and the tokens used."""
 
     def __init__(self, config: LLMConfig) -> None:
         self.config = config
-        self._idle: list[Any] = []  # LLM objects not in use: built once, lent to one kickoff at a time
+        self._idle: list[_Slot] = []  # not in use: built once, lent to one kickoff at a time
 
     @property
     def model(self) -> str:
@@ -297,27 +307,32 @@ class CrewReviewer:
         reviews does not build them all at once."""
         await asyncio.to_thread(load_crewai)
         while len(self._idle) < count:
-            self._idle.append(await asyncio.to_thread(self._llm))
+            self._idle.append(_Slot(await asyncio.to_thread(self._llm)))
 
-    async def _borrow(self) -> Any:
-        """An idle LLM, or a new one (about 35 ms: two OpenAI clients and their TLS set-up, in a thread)."""
-        return self._idle.pop() if self._idle else await asyncio.to_thread(self._llm)
+    async def _borrow(self) -> _Slot:
+        """An idle slot, or a new one (about 35 ms: two OpenAI clients and their TLS set-up, in a thread)."""
+        return self._idle.pop() if self._idle else _Slot(await asyncio.to_thread(self._llm))
 
-    def _crew(self, spec: AgentSpec, description: str, answer: type[BaseModel], llm: Any) -> Any:
-        """One agent, one task, one crew."""
+    def _crew(self, spec: AgentSpec, description: str, answer: type[BaseModel], slot: _Slot) -> Any:
+        """The slot's agent for this role (built at its first task), one task, one crew."""
         crewai = load_crewai()
-        agent = crewai.Agent(
-            role=spec.role,
-            goal=spec.goal,
-            backstory=spec.backstory,
-            llm=llm,
-            allow_delegation=False,
-            max_iter=1,
-            max_retry_limit=1,  # one repair attempt when the output fails the schema
-            cache=False,
-            respect_context_window=False,
-            verbose=False,
-        )
+        agent = slot.agents.get(spec.role)
+        if agent is None:
+            agent = slot.agents[spec.role] = crewai.Agent(
+                role=spec.role,
+                goal=spec.goal,
+                backstory=spec.backstory,
+                llm=slot.llm,
+                allow_delegation=False,
+                max_iter=1,
+                max_retry_limit=1,  # one repair attempt when the output fails the schema
+                cache=False,
+                respect_context_window=False,
+                verbose=False,
+            )
+        # The repair attempts are counted on the agent for its lifetime (CrewAI 1.15, Agent._times_executed, never
+        # reset): every kickoff starts with its one repair attempt.
+        agent._times_executed = 0
         task = crewai.Task(
             description=description,
             expected_output=EXPECTED,
@@ -335,15 +350,15 @@ class CrewReviewer:
         from crewai.events.listeners.tracing.utils import set_suppress_tracing_messages  # noqa: PLC0415
         from crewai.events.utils.console_formatter import set_suppress_console_output  # noqa: PLC0415
 
-        llm = await self._borrow()
-        crew = await asyncio.to_thread(self._crew, agent, description, answer, llm)
+        slot = await self._borrow()
+        crew = await asyncio.to_thread(self._crew, agent, description, answer, slot)
         # Context variables: set in the task that awaits the kickoff (its threads copy this context).
         set_suppress_console_output(True)
         set_suppress_tracing_messages(True)
         output = await crew.akickoff()
         # Back to the pool only after a clean finish: a cancelled kickoff may still use it in its thread.
         # (CrewAI's per-LLM lifetime counters grow with reuse; the usage counted here comes from UsageMeter.)
-        self._idle.append(llm)
+        self._idle.append(slot)
         result = output.pydantic
         if not isinstance(result, answer):
             raise ValueError(f"the {agent.role.lower()} returned no structured answer")

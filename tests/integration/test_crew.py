@@ -742,6 +742,20 @@ async def test_an_answer_failing_the_schema_is_repaired_once(fake: FakeOpenAI) -
     assert "3 call(s)" in result.llm_summary
 
 
+async def test_every_review_on_a_reused_agent_gets_its_own_repair_attempt(fake: FakeOpenAI) -> None:
+    # One LLM slot (and so one reviewer agent, kept between kickoffs): each review's bad answer is repaired.
+    agents = Agents(propose=by_path({GALLERY: [gallery_at(65)]}))
+    fake.responder = agents
+    llm = crew(fake.base_url)
+    for review_number in range(3):
+        fake.enqueue(Reply.malformed(json.dumps({"findings": [{"path": GALLERY, "line": 65}]})))
+        result = await run([gallery()], llm)
+        assert [f.line for f in crew_findings(result)] == [65], review_number
+        assert result.notes == []
+    assert len(llm._idle) == 1  # the same slot every time
+    assert fake.calls == 3 * 3  # per review: the bad answer, the repaired one, the lead
+
+
 async def test_an_answer_failing_the_schema_twice_skips_its_chunk_and_names_it(fake: FakeOpenAI) -> None:
     proposals = {FOR_YOU: [for_you_at(FOR_YOU_LINE)]}
     reviewer = by_path(proposals)
