@@ -248,40 +248,34 @@ def throttled_summary(retry_at: datetime) -> str:
     return THROTTLED_SUMMARY.format(when=when.strftime("%Y-%m-%d %H:%M"))
 
 
-async def fail_check(gh: GitHub[Any], owner: str, repo: str, check_id: int, message: str) -> None:
-    """Complete the check run as `neutral`, "Review failed": the job failed, not the code (module docstring)."""
+async def _complete_neutral(gh: GitHub[Any], owner: str, repo: str, check_id: int, *, title: str, summary: str) -> None:
     await gh.rest.checks.async_update(
         owner,
         repo,
         check_id,
         status="completed",
         conclusion="neutral",
-        output={"title": FAILED_TITLE, "summary": truncate(FAILED_SUMMARY.format(message=message))},
+        output={"title": title, "summary": truncate(summary)},
+    )
+
+
+async def fail_check(gh: GitHub[Any], owner: str, repo: str, check_id: int, message: str) -> None:
+    """Complete the check run as `neutral`, "Review failed": the job failed, not the code (module docstring)."""
+    await _complete_neutral(
+        gh, owner, repo, check_id, title=FAILED_TITLE, summary=FAILED_SUMMARY.format(message=message)
     )
 
 
 async def superseded_check(gh: GitHub[Any], owner: str, repo: str, check_id: int, new_head: str) -> None:
     """Complete the check run as `neutral`: the head moved on during the review and nothing was published."""
-    await gh.rest.checks.async_update(
-        owner,
-        repo,
-        check_id,
-        status="completed",
-        conclusion="neutral",
-        output={"title": SUPERSEDED_TITLE, "summary": SUPERSEDED_SUMMARY.format(head=new_head[:12])},
+    await _complete_neutral(
+        gh, owner, repo, check_id, title=SUPERSEDED_TITLE, summary=SUPERSEDED_SUMMARY.format(head=new_head[:12])
     )
 
 
 async def cancelled_check(gh: GitHub[Any], owner: str, repo: str, check_id: int) -> None:
     """Complete the check run as `neutral`: the job was cancelled (superseded by a newer head, or timed out)."""
-    await gh.rest.checks.async_update(
-        owner,
-        repo,
-        check_id,
-        status="completed",
-        conclusion="neutral",
-        output={"title": CANCELLED_TITLE, "summary": CANCELLED_SUMMARY},
-    )
+    await _complete_neutral(gh, owner, repo, check_id, title=CANCELLED_TITLE, summary=CANCELLED_SUMMARY)
 
 
 # The PR review.

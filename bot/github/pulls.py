@@ -189,30 +189,22 @@ def _bot_fingerprints(items: list[JSON]) -> set[str]:
     return found
 
 
+async def _all(gh: GitHub[Any], list_page: Any, owner: str, repo: str, number: int) -> list[JSON]:
+    """Every item of a paginated list of the pull request (review comments, reviews), as plain JSON."""
+    items: list[JSON] = []
+    with github_errors():
+        async for item in gh.rest.paginate(
+            list_page, map_func=_json_list, owner=owner, repo=repo, pull_number=number, per_page=PER_PAGE
+        ):
+            items.append(item)
+    return items
+
+
 async def earlier_fingerprints(gh: GitHub[Any], owner: str, repo: str, number: int) -> set[str]:
     """Fingerprints (``<!-- ai-dev-companion:fp=<16 hex> -->``) in review comments and review bodies written
     by bots on this pull request, so that a re-review does not post the same finding again."""
-    comments: list[JSON] = []
-    reviews: list[JSON] = []
-    with github_errors():
-        async for item in gh.rest.paginate(
-            gh.rest.pulls.async_list_review_comments,
-            map_func=_json_list,
-            owner=owner,
-            repo=repo,
-            pull_number=number,
-            per_page=PER_PAGE,
-        ):
-            comments.append(item)
-        async for item in gh.rest.paginate(
-            gh.rest.pulls.async_list_reviews,
-            map_func=_json_list,
-            owner=owner,
-            repo=repo,
-            pull_number=number,
-            per_page=PER_PAGE,
-        ):
-            reviews.append(item)
+    comments = await _all(gh, gh.rest.pulls.async_list_review_comments, owner, repo, number)
+    reviews = await _all(gh, gh.rest.pulls.async_list_reviews, owner, repo, number)
     return _bot_fingerprints(comments) | _bot_fingerprints(reviews)
 
 
@@ -220,23 +212,11 @@ async def reviewed_heads(gh: GitHub[Any], owner: str, repo: str, number: int) ->
     """The commits this App reviewed on the pull request, oldest first: bot reviews whose body is one of ours
     (it starts with the tool's heading)."""
     heads: list[str] = []
-    with github_errors():
-        async for item in gh.rest.paginate(
-            gh.rest.pulls.async_list_reviews,
-            map_func=_json_list,
-            owner=owner,
-            repo=repo,
-            pull_number=number,
-            per_page=PER_PAGE,
-        ):
-            user, body, commit = item.get("user") or {}, item.get("body"), item.get("commit_id")
-            if (
-                user.get("type") == "Bot"
-                and isinstance(body, str)
-                and body.startswith(REVIEW_HEADING)
-                and isinstance(commit, str)
-            ):
-                heads.append(commit)
+    for item in await _all(gh, gh.rest.pulls.async_list_reviews, owner, repo, number):
+        user, body, commit = item.get("user") or {}, item.get("body"), item.get("commit_id")
+        ours = user.get("type") == "Bot" and isinstance(body, str) and body.startswith(REVIEW_HEADING)
+        if ours and isinstance(commit, str):
+            heads.append(commit)
     return heads
 
 
