@@ -18,25 +18,20 @@ the `with` block then fails the test.
 from __future__ import annotations
 
 import contextlib
-import socket
-import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import TracebackType
 from typing import Any, TypeVar
 
 import httpx
 
 from tests.fakes.github import FakeGitHub
+from tests.fakes.loopback import HOST, Loopback
 
 __all__ = ["FakeGitHubServer", "serve_fake_github"]
 
-HOST = "127.0.0.1"
 API_PATH = "/api/v3"  # GitHub Enterprise Server's REST prefix: the App's GITHUB_API_URL points here
-POLL_SECONDS = 0.05  # how quickly the accept loop notices a stop
-JOIN_SECONDS = 5.0  # how long stop() waits for the connection threads
 # RFC 9110 7.6.1: meaningful for one connection only, never forwarded. Content-Length is recomputed.
 HOP_BY_HOP = frozenset(
     {
@@ -62,53 +57,32 @@ class FakeGitHubServer:
 
     def __init__(self, **fake_options: Any) -> None:
         """`fake_options`: FakeGitHub's keyword arguments (app_id, app_slug, public_key)."""
-        self._server = _Server(self)
+        self._server = Loopback(_Handler, name="fake-github", owner=self, report=self._problem)
         self.base_url = f"http://{HOST}:{self.port}{API_PATH}"
         self.fake = FakeGitHub(self.base_url, **fake_options)
         self.lock = threading.Lock()  # around every call into the fake, and around `read`
         self._problems: list[str] = []
-        self._connections: set[socket.socket] = set()
-        self._threads: list[threading.Thread] = []
-        self._state = threading.Lock()  # guards the three attributes above
-        self._thread: threading.Thread | None = None
-        self._closed = False
+        self._state = threading.Lock()  # guards _problems
+        self._started = self._closed = False
 
     @property
     def port(self) -> int:
-        return int(self._server.server_address[1])
+        return self._server.port
 
     # lifecycle
 
     def start(self) -> FakeGitHubServer:
-        if self._thread is not None or self._closed:
+        if self._started or self._closed:
             raise RuntimeError("a FakeGitHubServer serves once")
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": POLL_SECONDS},
-            name=f"fake-github:{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
+        self._started = True
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        """Stop accepting, cut open (keep-alive) connections, join every thread within JOIN_SECONDS."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(JOIN_SECONDS)
-        with self._state:
-            for connection in self._connections:
-                _cut(connection)
-            threads, self._threads = self._threads, []
-        self._server.server_close()
-        deadline = time.monotonic() + JOIN_SECONDS
-        for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-            if thread.is_alive():
-                self._problem(f"{thread.name} did not stop within {JOIN_SECONDS} s")
+        """Stop accepting, cut open (keep-alive) connections, join every thread (tests.fakes.loopback)."""
+        if not self._closed:
+            self._closed = True
+            self._server.stop()
 
     def __enter__(self) -> FakeGitHubServer:
         return self.start()
@@ -156,16 +130,6 @@ class FakeGitHubServer:
         with self._state:
             self._problems.append(problem)
 
-    def _adopt(self, connection: socket.socket, thread: threading.Thread) -> None:
-        with self._state:
-            self._threads = [t for t in self._threads if t.is_alive()]
-            self._threads.append(thread)
-            self._connections.add(connection)
-
-    def _release(self, connection: socket.socket) -> None:
-        with self._state:
-            self._connections.discard(connection)
-
 
 @contextlib.contextmanager
 def serve_fake_github(**fake_options: Any) -> Iterator[FakeGitHubServer]:
@@ -174,45 +138,9 @@ def serve_fake_github(**fake_options: Any) -> Iterator[FakeGitHubServer]:
         yield server
 
 
-def _cut(connection: socket.socket) -> None:
-    with contextlib.suppress(OSError):  # already closed by the client
-        connection.shutdown(socket.SHUT_RDWR)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False  # FakeGitHubServer.stop() cuts and joins the connection threads itself
-
-    def __init__(self, owner: FakeGitHubServer) -> None:
-        self.owner = owner
-        super().__init__((HOST, 0), _Handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        """ThreadingMixIn's, with threads and connections the owner tracks (to cut and join them on stop)."""
-        thread = threading.Thread(
-            target=self._serve_connection,
-            args=(request, client_address),
-            name=f"fake-github:{self.server_address[1]}:connection",
-            daemon=True,
-        )
-        self.owner._adopt(request, thread)
-        thread.start()
-
-    def _serve_connection(self, request: Any, client_address: Any) -> None:
-        try:
-            self.process_request_thread(request, client_address)
-        finally:
-            self.owner._release(request)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        error = sys.exc_info()[1]
-        if not isinstance(error, OSError):  # a client going away is normal; anything else is a bug here
-            self.owner._problem(f"the fake GitHub server failed: {error!r}")
-
-
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as GitHub and githubkit's connection pool expect
-    server: _Server
+    server: Loopback
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # quiet: FakeGitHub records every request
@@ -223,7 +151,7 @@ class _Handler(BaseHTTPRequestHandler):
     do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_GET
 
     def _dispatch(self) -> None:
-        owner = self.server.owner
+        owner: FakeGitHubServer = self.server.owner
         if "chunked" in self.headers.get("transfer-encoding", "").lower():
             response = owner._failure(f"a chunked request body ({self.command} {self.path}): not supported here")
             self.close_connection = True

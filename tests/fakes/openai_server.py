@@ -12,21 +12,19 @@ answered with a 500 and kept in `problems`; leaving the `with` block (or the fix
 
 from __future__ import annotations
 
-import contextlib
 import json
-import socket
-import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import TracebackType
 from typing import Any
 
 import pytest
 
+from tests.fakes.loopback import Loopback, cut
 from tests.fakes.openai_wire import (
     CHAT_COMPLETIONS,
     ApiError,
@@ -43,9 +41,6 @@ from tests.fakes.openai_wire import (
 
 __all__ = ["FakeOpenAI", "RecordedRequest", "Reply", "Responder", "fake_openai_fixture"]
 
-HOST = "127.0.0.1"
-POLL_SECONDS = 0.05  # how quickly the accept loop notices a stop
-JOIN_SECONDS = 5.0  # how long stop() waits for a connection thread (a responder that never returns)
 REDACTED = "Bearer <redacted>"
 
 Responder = Callable[[dict[str, Any]], "Reply | str"]
@@ -93,10 +88,7 @@ class FakeOpenAI:
         self._calls = 0
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._connections: set[socket.socket] = set()
-        self._threads: list[threading.Thread] = []
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        self._server: Loopback | None = None
 
     # lifecycle
 
@@ -104,35 +96,17 @@ class FakeOpenAI:
         if self._server is not None:
             raise RuntimeError("FakeOpenAI is already started")
         self._stopping.clear()
-        self._server = _Server(self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": POLL_SECONDS},
-            name=f"fake-openai:{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
+        self._server = Loopback(_Handler, name="fake-openai", owner=self, report=self._problem)
+        self._server.start()
         return self
 
     def stop(self) -> None:
         """Stop accepting, cut open connections and hangs short, and join every thread."""
-        server, thread = self._server, self._thread
-        if server is None or thread is None:
+        if self._server is None:
             return
         self._stopping.set()
-        server.shutdown()
-        with self._lock:
-            for connection in self._connections:
-                _cut(connection)
-            threads, self._threads = self._threads, []
-        server.server_close()
-        thread.join()
-        deadline = time.monotonic() + JOIN_SECONDS
-        for connection_thread in threads:
-            connection_thread.join(max(0.0, deadline - time.monotonic()))
-            if connection_thread.is_alive():
-                self._problem(f"{connection_thread.name} did not stop within {JOIN_SECONDS} s (a stuck responder?)")
-        self._server = self._thread = None
+        self._server.stop()
+        self._server = None
 
     def __enter__(self) -> FakeOpenAI:
         return self.start()
@@ -252,57 +226,10 @@ class FakeOpenAI:
         """Sleep unless stopping; False when the server is stopping (then nothing more is sent)."""
         return not self._stopping.wait(seconds) if seconds > 0 else not self._stopping.is_set()
 
-    def _adopt(self, connection: socket.socket, thread: threading.Thread) -> None:
-        """Track an accepted connection and its thread, so that stop() can cut and join them."""
-        with self._lock:
-            self._threads = [t for t in self._threads if t.is_alive()]
-            self._threads.append(thread)
-            self._connections.add(connection)
-
-    def _release(self, connection: socket.socket) -> None:
-        with self._lock:
-            self._connections.discard(connection)
-
-
-def _cut(connection: socket.socket) -> None:
-    with contextlib.suppress(OSError):  # already closed by the client
-        connection.shutdown(socket.SHUT_RDWR)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False  # FakeOpenAI.stop() joins the connection threads itself
-
-    def __init__(self, fake: FakeOpenAI) -> None:
-        self.fake = fake
-        super().__init__((HOST, 0), _Handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        """ThreadingMixIn's, with named threads that the fake tracks (the mixin does not join daemon threads)."""
-        thread = threading.Thread(
-            target=self._serve_connection,
-            args=(request, client_address),
-            name=f"fake-openai:{self.server_address[1]}:connection",
-            daemon=True,
-        )
-        self.fake._adopt(request, thread)
-        thread.start()
-
-    def _serve_connection(self, request: Any, client_address: Any) -> None:
-        try:
-            self.process_request_thread(request, client_address)
-        finally:
-            self.fake._release(request)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        error = sys.exc_info()[1]
-        if not isinstance(error, OSError):  # a client going away is normal; anything else is the fake's bug
-            self.fake._problem(f"the fake server failed: {error!r}")
-
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: _Server
+    server: Loopback
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # quiet: the requests are recorded instead
@@ -313,7 +240,7 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_PUT = do_PATCH = do_DELETE = do_POST
 
     def _dispatch(self) -> None:
-        fake = self.server.fake
+        fake: FakeOpenAI = self.server.owner
         raw = self.rfile.read(int(self.headers.get("content-length") or 0))
         headers = {k.lower(): REDACTED if k.lower() == "authorization" else v for k, v in self.headers.items()}
         path = self.path.partition("?")[0]
@@ -369,7 +296,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _drop(self) -> None:
         self.close_connection = True
-        _cut(self.connection)
+        cut(self.connection)
 
 
 @pytest.fixture(name="fake_openai")
