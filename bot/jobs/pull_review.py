@@ -5,6 +5,7 @@ The order, and why:
 1. a `/review` from someone the payload does not vouch for: the collaborator permission API first; then `eyes`;
 2. the PR itself: closed, or (for a push) its head moved on -> nothing (the newer push has its own job);
 3. `.github/ai-review.yml` from the default branch: `enabled: false`, or a draft without `review_drafts` -> nothing;
+   an automatic review of a head this App reviewed already (a retried job) -> nothing;
 4. the installation's limit (INSTALLATION_RATE_LIMIT): over it, a completed neutral check run says when the
    next review is possible and that `/review` can start it then;
 5. the check run goes in_progress; files and patches are read (a push or a `/review` reviews only the files
@@ -184,6 +185,10 @@ class _Job:  # one review, start to end
             return _result("skipped", "`enabled: false` in .github/ai-review.yml")
         if pr.draft and not config.review_drafts and self.trigger != "comment":
             return _result("skipped", "a draft (set `review_drafts: true` to review drafts)")
+        heads = await reviewed_heads(self.gh, self.owner, self.repo, self.number)
+        if self.trigger != "comment" and pr.head_sha in heads:
+            # A retried job whose review was posted, or an event for a head reviewed before: never twice.
+            return _result("skipped", f"{pr.head_sha[:12]} was reviewed already")
         retry_at = await self.parent.throttle.take(self.installation_id)
         if retry_at is not None:
             await neutral_check(
@@ -192,7 +197,7 @@ class _Job:  # one review, start to end
             return _result("throttled", f"INSTALLATION_RATE_LIMIT reached until {retry_at:%H:%M} UTC")
         check_id = await start_check(self.gh, self.owner, self.repo, pr.head_sha)
         try:
-            return await self._review(pr, config, config_error, check_id)
+            return await self._review(pr, config, config_error, check_id, heads)
         except asyncio.CancelledError:
             # Superseded by a newer head, or out of time: say so rather than leave the run in progress.
             await _quietly(cancelled_check(self.gh, self.owner, self.repo, check_id))
@@ -203,10 +208,10 @@ class _Job:  # one review, start to end
             raise
 
     async def _review(
-        self, pr: PullRequest, config: RepoConfig, config_error: str | None, check_id: int
+        self, pr: PullRequest, config: RepoConfig, config_error: str | None, check_id: int, heads: list[str]
     ) -> dict[str, Any]:
         files = await list_files(self.gh, self.owner, self.repo, self.number)
-        changed = await self._changed_since_review(pr)
+        changed = await self._changed_since_review(pr, heads)
         change, notes = await self._change(pr, files, changed)
         result = await self._run_reviewer(change, config)
         result.notes[:0] = notes
@@ -241,13 +246,12 @@ class _Job:  # one review, start to end
             conclusion=conclusion,
         )
 
-    async def _changed_since_review(self, pr: PullRequest) -> set[str] | None:
+    async def _changed_since_review(self, pr: PullRequest, heads: list[str]) -> set[str] | None:
         """The paths changed since the last head this App reviewed, when only those are to be reviewed (a push,
         or `/review` without `full`); None: review every file (the first review, `/review full`, the same head
         asked again, or a history GitHub cannot compare, e.g. after a force-push)."""
         if self.trigger not in ("synchronize", "comment") or self.full:
             return None
-        heads = await reviewed_heads(self.gh, self.owner, self.repo, self.number)
         if not heads or heads[-1] == pr.head_sha:
             return None
         try:

@@ -125,7 +125,7 @@ async def run_job(settings: Settings, **kwargs: Any) -> dict[str, Any]:
 R = f"/repos/{OWNER}/{REPO}"
 PULL = f"{R}/pulls/{NUMBER}"
 TOKEN = ("POST", f"/app/installations/{INSTALLATION}/access_tokens")
-READ = [("GET", PULL), ("GET", f"{R}/contents/{CONFIG}")]
+READ = [("GET", PULL), ("GET", f"{R}/contents/{CONFIG}"), ("GET", f"{PULL}/reviews")]
 # What a review that is posted asks GitHub, after READ: the check run, the files, the whole Kotlin file, the
 # head again, what is already on the PR, the review, the check run completed.
 POST = [
@@ -139,8 +139,6 @@ POST = [
     ("PATCH", f"{R}/check-runs/{{id}}"),
 ]
 REVIEWED = [*READ, *POST]
-# A push or a `/review` first asks which heads were reviewed (after the files).
-ASKED = [*READ, *POST[:2], ("GET", f"{PULL}/reviews"), *POST[2:]]
 
 
 def calls(fake: FakeGitHub, since: int = 0) -> list[tuple[str, str]]:
@@ -195,7 +193,19 @@ async def test_a_re_review_does_not_repeat_what_is_on_the_pull_request(settings:
     assert [content for _, comment_id, content in fake.reactions if comment_id == 99] == ["eyes", "rocket"]
     reaction = ("POST", f"{R}/issues/comments/99/reactions")
     permission = ("GET", f"{R}/collaborators/reviewer/permission")
-    assert calls(fake, first_calls) == [TOKEN, permission, reaction, *ASKED, reaction]
+    assert calls(fake, first_calls) == [TOKEN, permission, reaction, *REVIEWED, reaction]
+
+
+async def test_a_retried_automatic_review_of_a_reviewed_head_posts_nothing(
+    settings: Settings, fake: FakeGitHub
+) -> None:
+    await run_job(settings)
+    since = len(fake.requests)
+    again = await run_job(settings, trigger="reopened", delivery="delivery-2")
+    assert again == {"outcome": "skipped", "reason": f"{HEAD[:12]} was reviewed already"}
+    assert len(reviews(fake)) == 1
+    assert len(checks(fake)) == 1
+    assert calls(fake, since) == [TOKEN, *READ]  # (each run_job is a new worker: a new token)
 
 
 async def test_a_review_command_from_someone_who_may_not_write_does_nothing(
