@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -79,9 +80,25 @@ def cmd_worker(_: argparse.Namespace) -> int:
     from bot.jobs.worker import close_tasks, size_thread_pool  # noqa: PLC0415
     from bot.llm import crew_reviewer  # noqa: PLC0415
     from bot.logs import configure_logging  # noqa: PLC0415
+    from bot.metrics import Metrics, serve_metrics  # noqa: PLC0415
     from bot.throttle import close_storage, create_storage  # noqa: PLC0415
 
     configure_logging(settings.log_level, settings.log_format, settings.secret_values())
+    metrics = Metrics(queue=False)  # this process's registry, shared by every job function (the web has the queue's)
+    server = None
+    if settings.worker_metrics_port:
+        host, port = settings.worker_metrics_host, settings.worker_metrics_port
+        log = logging.getLogger("bot.metrics")
+        try:
+            server = serve_metrics(metrics, host, port)
+        except OSError as exc:
+            if "worker_metrics_port" in settings.model_fields_set:  # asked for: a port it cannot have is an error
+                print(f"{NAME}: WORKER_METRICS_PORT: cannot listen on {host}:{port}: {exc}", file=sys.stderr)  # noqa: T201
+                return EXIT_CONFIG
+            # The default (9100) may be another worker's on this host, or node_exporter's: run jobs all the same.
+            log.warning("no worker metrics: %s:%d is taken (%s); set WORKER_METRICS_PORT (0: none)", host, port, exc)
+        else:
+            log.info("worker metrics on http://%s:%d/metrics", host, server.port)
 
     async def run() -> None:
         size_thread_pool(settings.worker_concurrency, settings.llm_concurrency)
@@ -92,16 +109,20 @@ def cmd_worker(_: argparse.Namespace) -> int:
         jobs = Jobs.from_settings(settings)
         await jobs.connect()
         storage = create_storage(settings.rate_limit_storage_uri)  # the installation limit, shared with replicas
-        tasks = service_tasks(settings, jobs, llm, storage=storage)
+        tasks = service_tasks(settings, jobs, llm, storage=storage, metrics=metrics)
         try:
-            worker = build_worker(jobs, tasks, concurrency=settings.worker_concurrency, embedded=False)
+            worker = build_worker(jobs, tasks, concurrency=settings.worker_concurrency, embedded=False, metrics=metrics)
             await worker.start()  # until SIGINT/SIGTERM; running jobs go back to the queue
         finally:
             await close_tasks(tasks)
             await jobs.close()
             await close_storage(storage)
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    finally:
+        if server is not None:
+            server.stop()
     return 0
 
 

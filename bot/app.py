@@ -27,18 +27,22 @@ from litestar.types import (
 
 from bot import NAME, app_version
 from bot.api import chat, health, webhooks
+from bot.api import metrics as metrics_route
 from bot.context import accept_request_id, bound
 from bot.errors import EXCEPTION_HANDLERS
 from bot.jobs import Jobs, Task, build_worker
 from bot.jobs.deliveries import Deliveries
 from bot.jobs.tasks import service_tasks
 from bot.jobs.worker import close_tasks, size_thread_pool
+from bot.metrics import Metrics
 from bot.readiness import Check, limiter_check
 from bot.settings import Settings
 from bot.throttle import Throttle, TrustedProxies, close_storage, create_storage
 
 REQUEST_ID_HEADER = "x-request-id"
 MAX_BODY_BYTES = 2 * 1024 * 1024
+# Scraped every few seconds: their successful answers are access-logged at DEBUG only.
+QUIET_PATHS = frozenset({metrics_route.METRICS_PATH})
 
 access_log = logging.getLogger("bot.access")
 
@@ -79,7 +83,9 @@ class CompanionApp(Litestar):
             try:
                 await super().__call__(scope, receive, send_with_id)
             finally:
-                access_log.info(
+                quiet = http_scope["path"] in QUIET_PATHS and status < 400
+                access_log.log(
+                    logging.DEBUG if quiet else logging.INFO,
                     "%s %s %d %.1fms",
                     http_scope["method"],
                     http_scope["path"],
@@ -105,12 +111,14 @@ def _readiness_checks(app: Litestar) -> dict[str, Check]:
     return {"queue": jobs.check, "rate_limit_storage": limiter_check(app.state.limiter_storage)}
 
 
-def create_app(settings: Settings, *, tasks: list[Task] | None = None) -> Litestar:
+def create_app(settings: Settings, *, tasks: list[Task] | None = None, metrics: Metrics | None = None) -> Litestar:
     """Build the web application for these settings. Connections are opened in the lifespan, not here.
 
     With the embedded queue (sqlite://) the workers run in this process; with Redis, this process only
-    enqueues and ``python -m bot worker`` runs the jobs. `tasks` replaces the job functions (tests).
+    enqueues and ``python -m bot worker`` runs the jobs. `tasks` replaces the job functions (tests);
+    `metrics`, the app's registry (tests that build `tasks` recording into it), else a new one (`GET /metrics`).
     """
+    metrics = metrics or Metrics()
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -125,8 +133,10 @@ def create_app(settings: Settings, *, tasks: list[Task] | None = None) -> Litest
         worker = None
         if jobs.is_embedded:
             size_thread_pool(settings.worker_concurrency, settings.llm_concurrency)
-            job_tasks = tasks or service_tasks(settings, jobs, storage=storage)
-            worker = build_worker(jobs, job_tasks, concurrency=settings.worker_concurrency, embedded=True)
+            job_tasks = tasks or service_tasks(settings, jobs, storage=storage, metrics=metrics)
+            worker = build_worker(
+                jobs, job_tasks, concurrency=settings.worker_concurrency, embedded=True, metrics=metrics
+            )
             app.state.worker = asyncio.create_task(worker.start(), name="embedded-worker")
         try:
             yield
@@ -139,10 +149,10 @@ def create_app(settings: Settings, *, tasks: list[Task] | None = None) -> Litest
             await close_storage(storage)
 
     app = CompanionApp(
-        route_handlers=[*health.ROUTES, *chat.ROUTES, *webhooks.ROUTES],
+        route_handlers=[*health.ROUTES, *chat.ROUTES, *webhooks.ROUTES, *metrics_route.ROUTES],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
-        state=State({"settings": settings}),
+        state=State({"settings": settings, "metrics": metrics}),
         openapi_config=OpenAPIConfig(
             title=NAME,
             version=app_version(),

@@ -6,6 +6,7 @@ Used synchronously by ``POST /chat?fast=true`` and by the ``review_code`` job be
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -216,10 +217,15 @@ def review_source(request: ChatRequest, *, mode_note: str) -> ChatResponse:
     return _respond(request, path, review_change(change, CHAT_CONFIG, mode_note=mode_note))
 
 
-async def review_source_with_llm(request: ChatRequest, llm: LLMReviewer, options: LLMOptions) -> ChatResponse:
-    """The rules, then the crew (the worker's path when an LLM is configured)."""
+async def review_source_with_llm(
+    request: ChatRequest, llm: LLMReviewer, options: LLMOptions, *, observe: Callable[[Review], None] | None = None
+) -> ChatResponse:
+    """The rules, then the crew (the worker's path when an LLM is configured). `observe` sees the review (its
+    LLM usage, for the metrics)."""
     path, change = _change(request)
     review = await engine_review(
         change, CHAT_CONFIG, llm, cache=options.cache, budget=options.budget, price=options.price
     )
+    if observe is not None:
+        observe(review)
     return _respond(request, path, review)

@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     job_timeout_seconds: int = Field(default=300, ge=1, le=86_400)
     job_result_ttl_seconds: int = Field(default=3600, ge=60)
     chat_timeout_seconds: float = Field(default=60, gt=0, le=600)
+    # `python -m bot worker`'s own metrics endpoint (serve has GET /metrics); port 0: none.
+    worker_metrics_port: int = Field(default=9100, ge=0, le=65535)
+    worker_metrics_host: str = Field(default="127.0.0.1", min_length=1)
 
     rate_limit_per_minute: int = Field(default=10, ge=1)
     installation_rate_limit: str = "30/hour"

@@ -407,6 +407,11 @@ async def review(
         mode_note="",
         llm_incomplete=bool(failures),
         llm_summary=usage_line(llm.model, files=len(sent_paths), hunks=hunks, cached=cached, usage=usage, price=price),
+        llm_model=llm.model,
+        llm_calls=usage.calls,
+        llm_prompt_tokens=usage.prompt_tokens,
+        llm_completion_tokens=usage.completion_tokens,
+        llm_cost=price.cost(usage) if price is not None else None,
     )
     if dropped:
         result_review.notes.append(

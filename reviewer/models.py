@@ -127,6 +127,13 @@ class Review:
     llm_summary: str = ""
     # The LLM could not review all of it (or any of it): the review is incomplete, never a clean pass.
     llm_incomplete: bool = False
+    # The same usage as numbers (for the service's metrics): the model ("" when no LLM ran), calls and tokens the
+    # API reported, the cost in US dollars from the price table (None when the model has no price).
+    llm_model: str = ""
+    llm_calls: int = 0
+    llm_prompt_tokens: int = 0
+    llm_completion_tokens: int = 0
+    llm_cost: float | None = None
 
     def counts(self) -> dict[Severity, int]:
         counts = dict.fromkeys(Severity, 0)

@@ -30,9 +30,10 @@ from bot.chat_review import (
     review_source,
     snippet_lines,
 )
-from bot.errors import CodeAnalysisError, ErrorBody, InvalidInput, JobNotFound, Unauthorized
+from bot.errors import CodeAnalysisError, ErrorBody, InvalidInput, JobNotFound, RateLimitExceeded, Unauthorized
 from bot.jobs import Jobs, JobState, JobView
 from bot.jobs.tasks import CHAT_KEY_PREFIX, REVIEW_CODE
+from bot.metrics import Metrics
 from bot.settings import Settings
 from bot.throttle import Throttle, key_identity
 
@@ -77,10 +78,20 @@ def _errors(*codes: int) -> dict[int, ResponseSpec]:
 
 
 async def chat_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
-    """API key (constant-time, every key compared), then the moving-window limit for this client."""
+    """API key (constant-time, every key compared), then the moving-window limit for this client (a refusal
+    is counted in `companion_rate_limited_total{limit="review"|"poll"}`)."""
+    kind = str(handler.opt.get("rate", "review"))
+    try:
+        await _guard(connection, kind)
+    except RateLimitExceeded:
+        metrics: Metrics = connection.app.state.metrics
+        metrics.rejected(kind)
+        raise
+
+
+async def _guard(connection: ASGIConnection[Any, Any, Any, Any], kind: str) -> None:
     settings: Settings = connection.app.state.settings
     throttle: Throttle = connection.app.state.throttle
-    kind = str(handler.opt.get("rate", "review"))
     client = connection.client.host if connection.client else "-"
     if not settings.api_keys:
         await throttle.hit(kind, f"ip:{client}")

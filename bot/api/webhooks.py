@@ -4,6 +4,9 @@ Fail closed: without GITHUB_WEBHOOK_SECRET every delivery is refused (and /ready
 checked over the raw body in constant time before the body is parsed. A delivery id seen in the last day
 (GitHub's redelivery) is acknowledged and does nothing; the memory lives in the queue's backend, so every
 replica shares it. Decisions come from :mod:`bot.github.events` (a small (event, action) router).
+
+Every delivery is counted (`companion_webhook_deliveries_total{event, outcome}`), and every log line about it
+carries its delivery id, event, and (once the payload is read) installation, `owner/repo` and PR number.
 """
 
 from __future__ import annotations
@@ -18,11 +21,13 @@ from litestar import MediaType, Request, Response, post
 from litestar.datastructures import State
 from litestar.openapi.datastructures import ResponseSpec
 
+from bot.context import bound
 from bot.errors import BadRequest, ErrorBody, Unauthorized
 from bot.github.events import Ignored, PayloadError, Pong, ReviewRequest, router
 from bot.jobs import Jobs
 from bot.jobs.deliveries import Deliveries
 from bot.jobs.tasks import REVIEW_PULL_REQUEST
+from bot.metrics import Metrics, webhook_failure
 from bot.settings import Settings
 
 log = logging.getLogger("bot.webhooks")
@@ -86,6 +91,22 @@ def _answer(body: dict[str, Any], status: int = 202) -> Response[dict[str, Any]]
     return Response(body, status_code=status, media_type=MediaType.JSON)
 
 
+def delivery_log_fields(payload: dict[str, Any]) -> dict[str, str]:
+    """The log fields a payload gives: installation id, `owner/repo`, pull request number (what is there)."""
+    fields: dict[str, str] = {}
+    installation, repository = payload.get("installation"), payload.get("repository")
+    if isinstance(installation, dict) and isinstance(installation.get("id"), int):
+        fields["installation"] = str(installation["id"])
+    if isinstance(repository, dict) and isinstance(repository.get("full_name"), str):
+        fields["repo"] = repository["full_name"][:200]
+    pull, issue = payload.get("pull_request"), payload.get("issue")
+    if isinstance(pull, dict) and isinstance(pull.get("number"), int):
+        fields["pr"] = str(pull["number"])
+    elif isinstance(issue, dict) and "pull_request" in issue and isinstance(issue.get("number"), int):
+        fields["pr"] = str(issue["number"])
+    return fields
+
+
 @post(
     WEBHOOK_PATH,
     status_code=202,
@@ -106,6 +127,19 @@ def _answer(body: dict[str, Any], status: int = 202) -> Response[dict[str, Any]]
     },
 )
 async def receive(request: Request[Any, Any, Any], state: State) -> Response[dict[str, Any]]:
+    metrics: Metrics = state.metrics
+    event = request.headers.get("X-GitHub-Event", "")
+    try:
+        outcome, response = await _receive(request, state)
+    except Exception as exc:
+        metrics.webhook(event, webhook_failure(exc))
+        raise
+    metrics.webhook(event, outcome)
+    return response
+
+
+async def _receive(request: Request[Any, Any, Any], state: State) -> tuple[str, Response[dict[str, Any]]]:
+    """(outcome, answer): `ping`, `ignored`, `duplicate` (a redelivery), `queued`, `already_queued`."""
     settings: Settings = state.settings
     if settings.github_webhook_secret is None:
         raise Unauthorized(NOT_CONFIGURED)
@@ -113,29 +147,35 @@ async def receive(request: Request[Any, Any, Any], state: State) -> Response[dic
     verify(settings.github_webhook_secret.get_secret_value().encode(), body, request.headers.get(SIGNATURE_HEADER))
     event = _header(request, "X-GitHub-Event")
     delivery = _header(request, "X-GitHub-Delivery")
-    media = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
-    if media != "application/json":
-        raise BadRequest(f"Content-Type must be application/json (set it in the GitHub App's webhook), not {media!r}")
-    payload = _payload(body, delivery, event)
-    try:
-        decision = router.dispatch(event, payload)
-    except PayloadError as exc:
-        log.warning("delivery %s: %s", delivery, exc)
-        raise BadRequest(str(exc)) from None
-    if isinstance(decision, Pong):
-        return _answer({"ok": True, "event": "ping"}, 200)
-    if isinstance(decision, Ignored):
-        log.info("delivery %s (%s): ignored, %s", delivery, event, decision.reason)
-        return _answer({"ignored": decision.reason})
-    return await _enqueue(state, decision, delivery, event)
+    with bound(delivery=delivery, event=event):
+        media = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if media != "application/json":
+            raise BadRequest(
+                f"Content-Type must be application/json (set it in the GitHub App's webhook), not {media!r}"
+            )
+        payload = _payload(body, delivery, event)
+        with bound(**delivery_log_fields(payload)):
+            try:
+                decision = router.dispatch(event, payload)
+            except PayloadError as exc:
+                log.warning("delivery %s: %s", delivery, exc)
+                raise BadRequest(str(exc)) from None
+            if isinstance(decision, Pong):
+                return "ping", _answer({"ok": True, "event": "ping"}, 200)
+            if isinstance(decision, Ignored):
+                log.info("delivery %s (%s): ignored, %s", delivery, event, decision.reason)
+                return "ignored", _answer({"ignored": decision.reason})
+            return await _enqueue(state, decision, delivery, event)
 
 
-async def _enqueue(state: State, request: ReviewRequest, delivery: str, event: str) -> Response[dict[str, Any]]:
+async def _enqueue(
+    state: State, request: ReviewRequest, delivery: str, event: str
+) -> tuple[str, Response[dict[str, Any]]]:
     jobs: Jobs = state.jobs
     deliveries: Deliveries = state.deliveries
     if not await deliveries.first_time(delivery):
         log.info("delivery %s (%s): a redelivery, already taken", delivery, event)
-        return _answer({"ignored": f"delivery {delivery} was already received"})
+        return "duplicate", _answer({"ignored": f"delivery {delivery} was already received"})
     try:
         submission = await jobs.submit(
             REVIEW_PULL_REQUEST,
@@ -153,7 +193,8 @@ async def _enqueue(state: State, request: ReviewRequest, delivery: str, event: s
         request.key,
         "queued" if submission.created else f"already {submission.job.state}",
     )
-    return _answer({"queued": request.key, "status": submission.job.state, "created": submission.created})
+    answer = _answer({"queued": request.key, "status": submission.job.state, "created": submission.created})
+    return ("queued" if submission.created else "already_queued"), answer
 
 
 ROUTES = [receive]

@@ -6,7 +6,8 @@ installation client sends through one shared connection pool, closed by ``await 
 Installation tokens are cached by githubkit (in this app's own ``MemCacheStrategy``) until one minute
 before they expire.
 
-Every request carries the current ``TRACE_ID`` (a delivery id or a job id) as ``X-Request-ID``.
+Every request carries the current ``TRACE_ID`` (a delivery id or a job id) as ``X-Request-ID``; every answer
+(and every request that got none) is counted in the metrics, by method and status code.
 
 githubkit's default retry policy sleeps until a primary rate limit resets (up to an hour) and retries POSTs
 on 5xx; ours (:func:`retry_policy`) does neither. Errors are translated into :class:`GitHubError` and its
@@ -34,8 +35,10 @@ from githubkit.exception import (
     RequestFailed,
 )
 from githubkit.retry import RetryOption
+from githubkit.typing import RetryDecisionFunc
 
 from bot import app_version
+from bot.metrics import Metrics
 from bot.settings import Settings
 
 log = logging.getLogger("bot.github")
@@ -258,13 +261,19 @@ class github_errors:
 
 class _SharedTransport(httpx.AsyncBaseTransport):
     """One pool for every client: githubkit opens and closes an httpx client per request (outside
-    ``async with``), and closing that client would close the pool. Only :meth:`close_pool` closes it."""
+    ``async with``), and closing that client would close the pool. Only :meth:`close_pool` closes it.
+    A request that gets no answer is counted here (the answers, by the response hook)."""
 
-    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+    def __init__(self, inner: httpx.AsyncBaseTransport, metrics: Metrics) -> None:
         self.inner = inner
+        self.metrics = metrics
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        return await self.inner.handle_async_request(request)
+        try:
+            return await self.inner.handle_async_request(request)
+        except httpx.TransportError:
+            self.metrics.github_network_error(request.method)
+            raise
 
     async def aclose(self) -> None:
         return None
@@ -303,23 +312,50 @@ def _credentials(settings: Settings) -> tuple[int, str]:
     return settings.github_app_id, key
 
 
-class GitHubApp:
-    """The App (JWT) client and one long-lived client per installation, over one connection pool."""
+def _counted_retry_policy(metrics: Metrics) -> RetryDecisionFunc:
+    """:func:`retry_policy`, counting each rate limit met and whether it was waited for."""
 
-    def __init__(self, settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def decide(exc: GitHubException, retry_count: int) -> RetryOption:
+        option = retry_policy(exc, retry_count)
+        failure = _failure(exc)
+        if isinstance(failure, RateLimitExceeded):
+            kind = "primary" if isinstance(failure, PrimaryRateLimitExceeded) else "secondary"
+            metrics.github_limit(kind, retried=option.do_retry)
+        return option
+
+    return decide
+
+
+class GitHubApp:
+    """The App (JWT) client and one long-lived client per installation, over one connection pool.
+    `metrics`: where its requests are counted (a private registry when None)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
         app_id, private_key = _credentials(settings)
-        self._transport = _SharedTransport(transport or httpx.AsyncHTTPTransport())
+        self.app_id = app_id
+        metrics = metrics or Metrics()
+        self._transport = _SharedTransport(transport or httpx.AsyncHTTPTransport(), metrics)
+
+        async def count_response(response: httpx.Response) -> None:
+            metrics.github_response(response.request.method, response.status_code)
+
         self._app = GitHub(
             AppAuthStrategy(app_id, private_key),
             base_url=settings.github_api_url,
             user_agent=f"ai-dev-companion/{app_version()}",
             timeout=REQUEST_TIMEOUT,
             http_cache=False,
-            auto_retry=retry_policy,
+            auto_retry=_counted_retry_policy(metrics),
             # Our own, not githubkit's process-global cache: tokens of another GitHubApp never leak in.
             cache_strategy=MemCacheStrategy(),
             async_transport=self._transport,
-            async_event_hooks={"request": [_add_trace_id]},
+            async_event_hooks={"request": [_add_trace_id], "response": [count_response]},
         )
         self._installations: dict[int, InstallationClient] = {}
         self._closed = False

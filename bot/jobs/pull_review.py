@@ -54,6 +54,7 @@ from bot.github.pulls import (
     repo_config,
     reviewed_heads,
 )
+from bot.metrics import Metrics
 from bot.throttle import InstallationThrottle
 from reviewer.diff import FileStatus, parse_patch
 from reviewer.engine import Change, ChangedFile, review
@@ -86,13 +87,15 @@ Outcome = Literal["posted", "skipped", "throttled"]
 @dataclass(slots=True)
 class PullReviewer:
     """What the job needs, built once per worker: the App client (lazily: a worker without GitHub settings
-    still runs chat jobs), the LLM (None: rules only, said by `mode_note`), the installation throttle."""
+    still runs chat jobs), the LLM (None: rules only, said by `mode_note`), the installation throttle, the
+    metrics (outcomes, throttled reviews, the LLM's usage)."""
 
     github_factory: Callable[[], GitHubApp]
     throttle: InstallationThrottle
     llm: Any = None  # reviewer.engine.LLMReviewer
     options: LLMOptions | None = None
     mode_note: str = ""
+    metrics: Metrics = field(default_factory=Metrics)
     _github: GitHubApp | None = field(default=None, init=False)
 
     def github(self) -> GitHubApp:
@@ -130,6 +133,7 @@ class PullReviewer:
                 gh = await self.github().installation(installation_id)
                 if comment_id is not None:
                     if not trusted and not (commenter and await can_write(gh, owner, repo, commenter)):
+                        self.metrics.pull_review("skipped")
                         return _result("skipped", f"{commenter} may not write to {owner}/{repo}")
                     await react(gh, owner, repo, comment_id, "eyes")
                 job = _Job(self, gh, owner, repo, number, trigger, head_sha, full, installation_id)
@@ -141,6 +145,7 @@ class PullReviewer:
                     raise
                 if comment_id is not None:
                     await react(gh, owner, repo, comment_id, "rocket" if result["outcome"] == "posted" else "confused")
+                self.metrics.pull_review(result["outcome"])
                 return result
         finally:
             TRACE_ID.reset(trace)
@@ -191,11 +196,13 @@ class _Job:  # one review, start to end
             return _result("skipped", f"{pr.head_sha[:12]} was reviewed already")
         retry_at = await self.parent.throttle.take(self.installation_id)
         if retry_at is not None:
+            self.parent.metrics.rejected("installation")
             await neutral_check(
                 self.gh, self.owner, self.repo, pr.head_sha, title=THROTTLED_TITLE, summary=throttled_summary(retry_at)
             )
             return _result("throttled", f"INSTALLATION_RATE_LIMIT reached until {retry_at:%H:%M} UTC")
-        check_id = await start_check(self.gh, self.owner, self.repo, pr.head_sha)
+        app_id = self.parent.github().app_id
+        check_id = await start_check(self.gh, self.owner, self.repo, pr.head_sha, app_id=app_id)
         try:
             return await self._review(pr, config, config_error, check_id, heads)
         except asyncio.CancelledError:
@@ -310,7 +317,11 @@ class _Job:  # one review, start to end
         if parent.llm is None or parent.options is None:
             return await review(change, config, mode_note=parent.mode_note)
         options = parent.options
-        return await review(change, config, parent.llm, cache=options.cache, budget=options.budget, price=options.price)
+        result = await review(
+            change, config, parent.llm, cache=options.cache, budget=options.budget, price=options.price
+        )
+        parent.metrics.llm_review(result)  # spent even if the head moves on and nothing is published
+        return result
 
 
 __all__ = ["PullReviewer"]

@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 from saq.job import Job, Status
 from saq.utils import now
 
+from bot.context import current_request_id
 from bot.errors import ServerBusy
 from bot.jobs.redis_backend import RedisBackend
 from bot.jobs.sqlite_backend import SqliteQueue
@@ -123,6 +124,16 @@ class JobView:
 
 
 @dataclass(frozen=True, slots=True)
+class JobCounts:
+    """How many jobs are ready to run (`queued`), `running`, and `pending` (those two plus the ones waiting for
+    a retry: what `capacity` caps)."""
+
+    queued: int
+    running: int
+    pending: int
+
+
+@dataclass(frozen=True, slots=True)
 class Submission:
     job: JobView
     created: bool  # False: a job with this key was already queued, running or recently done
@@ -189,6 +200,16 @@ class Jobs:
         except (OSError, sqlite3.Error, RedisError, RuntimeError) as exc:
             raise NotReady(f"{self.where} queue does not answer: {type(exc).__name__}: {exc}") from exc
 
+    async def counts(self) -> JobCounts:
+        """The queue's numbers (for the metrics); NotReady when the backend does not answer."""
+        try:
+            queued = await self.backend.count("queued")
+            running = await self.backend.count("active")
+            pending = await self.backend.count("incomplete")
+        except (OSError, sqlite3.Error, RedisError, RuntimeError) as exc:
+            raise NotReady(f"{self.where} queue does not answer: {type(exc).__name__}: {exc}") from exc
+        return JobCounts(queued=queued, running=running, pending=pending)
+
     async def pending(self) -> int:
         """Jobs queued or running (including ones waiting for a retry)."""
         return await self.backend.count("incomplete")
@@ -228,6 +249,8 @@ class Jobs:
             ttl=policy.result_ttl,
             retry_delay=policy.retry_delay,
             retry_backoff=policy.retry_max_delay,
+            # The request that queued the job: its id is on every log line of the job too.
+            meta={"request_id": current_request_id()},
         )
         created = await self.backend.enqueue(job)
         if created is None:
