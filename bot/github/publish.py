@@ -108,8 +108,25 @@ class PostedReview:
 # Check runs.
 
 
-async def start_check(gh: GitHub[Any], owner: str, repo: str, head_sha: str, *, details_url: str | None = None) -> int:
-    """An `in_progress` check run on head_sha; returns its id."""
+async def start_check(
+    gh: GitHub[Any],
+    owner: str,
+    repo: str,
+    head_sha: str,
+    *,
+    app_id: int | None = None,
+    details_url: str | None = None,
+) -> int:
+    """An `in_progress` check run on head_sha; returns its id. With `app_id`, this App's run that is still in
+    progress on the commit is taken over instead of adding a second one: a job run again after its worker died
+    finishes the run the dead worker started."""
+    if app_id is not None:
+        found = await gh.rest.checks.async_list_for_ref(
+            owner, repo, head_sha, check_name=CHECK_NAME, status="in_progress", app_id=app_id, per_page=1
+        )
+        runs = found.json().get("check_runs") or []
+        if runs:
+            return int(runs[0]["id"])
     response = await gh.rest.checks.async_create(
         owner,
         repo,

@@ -76,6 +76,7 @@ CALLS = {
     "installation token": ("POST", rf"/app/installations/{INSTALLATION}/access_tokens"),
     "pull request": ("GET", PULL_PATH),
     "repository config": ("GET", rf"{REPO_PATH}/contents/{re.escape(CONFIG)}"),
+    "check runs in progress": ("GET", rf"{REPO_PATH}/commits/[0-9a-f]{{40}}/check-runs"),
     "check run created": ("POST", rf"{REPO_PATH}/check-runs"),
     "check run updated": ("PATCH", rf"{REPO_PATH}/check-runs/\d+"),
     "changed files": ("GET", rf"{PULL_PATH}/files"),

@@ -424,6 +424,17 @@ class FakeGitHub:
         extra = {"avatar_url": avatar, "gravatar_id": "", "site_admin": False}
         return {**identity, "url": url, "html_url": html, **extra, **urls}
 
+    def _app_json(self) -> dict[str, Any]:
+        """The App as GitHub shows it on its check runs (an `integration` object)."""
+        created = _stamp(datetime(2024, 1, 1, tzinfo=UTC))
+        return {
+            "id": self.app_id, "slug": self.app_slug, "node_id": f"A_{self.app_id}", "owner": self._user("acme"),
+            "name": self.app_slug, "description": None, "external_url": f"{self.web_url}/apps/{self.app_slug}",
+            "html_url": f"{self.web_url}/apps/{self.app_slug}", "created_at": created, "updated_at": created,
+            "permissions": {"checks": "write", "pull_requests": "write", "contents": "read", "metadata": "read"},
+            "events": ["pull_request", "issue_comment"],
+        }  # fmt: skip
+
     def _bot(self) -> dict[str, Any]:
         return self._user(f"{self.app_slug}[bot]", "Bot")
 
@@ -647,6 +658,22 @@ class FakeGitHub:
         self.check_runs[run["id"]] = run
         return self._json(201, self._check_run_json(run))
 
+    def _list_check_runs(self, call: _Call) -> httpx.Response:
+        """GET /commits/{ref}/check-runs: this App's runs on the commit (the only app here), filtered as GitHub
+        filters them (`check_name`, `status`, `app_id`), newest first."""
+        params = call.request.url.params
+        runs = [
+            run
+            for run in self.check_runs.values()
+            if run["full_name"] == call.repo.full_name
+            and run["head_sha"] == call.args["ref"]
+            and params.get("check_name", run["name"]) == run["name"]
+            and params.get("status", run["status"]) == run["status"]
+            and params.get("app_id", str(self.app_id)) == str(self.app_id)
+        ]
+        runs.sort(key=lambda run: run["id"], reverse=True)
+        return self._json(200, {"total_count": len(runs), "check_runs": [self._check_run_json(r) for r in runs]})
+
     def _patch_check_run(self, call: _Call) -> httpx.Response:
         run = self.check_runs.get(int(call.args["run_id"]))
         if run is None or run["full_name"] != call.repo.full_name:
@@ -679,7 +706,7 @@ class FakeGitHub:
         output.update(annotations_count=len(run["output"]["annotations"]), annotations_url=f"{url}/annotations")
         fields = {key: value for key, value in run.items() if key not in ("full_name", "output")}
         html = f"{self.web_url}/{run['full_name']}/runs/{run['id']}"
-        extra: dict[str, Any] = {"check_suite": {"id": run["id"]}, "app": None, "pull_requests": []}
+        extra: dict[str, Any] = {"check_suite": {"id": run["id"]}, "app": self._app_json(), "pull_requests": []}
         return {**fields, "node_id": f"CR_{run['id']}", "url": url, "html_url": html, "output": output, **extra}
 
     def _create_reaction(self, call: _Call) -> httpx.Response:
@@ -783,6 +810,7 @@ _ROUTES: list[tuple[str, re.Pattern[str], _Handler]] = [
     ("GET", re.compile(r"/contents/(?P<path>.+)"), FakeGitHub._get_contents),
     ("GET", re.compile(r"/collaborators/(?P<login>[^/]+)/permission"), FakeGitHub._get_permission),
     ("POST", re.compile(r"/check-runs"), FakeGitHub._create_check_run),
+    ("GET", re.compile(r"/commits/(?P<ref>[^/]+)/check-runs"), FakeGitHub._list_check_runs),
     ("PATCH", re.compile(r"/check-runs/(?P<run_id>\d+)"), FakeGitHub._patch_check_run),
     ("POST", re.compile(r"/issues/comments/(?P<comment_id>\d+)/reactions"), FakeGitHub._create_reaction),
 ]

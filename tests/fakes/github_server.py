@@ -18,7 +18,9 @@ the `with` block then fails the test.
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler
 from types import TracebackType
@@ -32,6 +34,7 @@ from tests.fakes.loopback import HOST, Loopback
 __all__ = ["FakeGitHubServer", "serve_fake_github"]
 
 API_PATH = "/api/v3"  # GitHub Enterprise Server's REST prefix: the App's GITHUB_API_URL points here
+MAX_DELAY = 4.0  # seconds: below the loopback server's JOIN_SECONDS, so stop() never waits on a delay
 # RFC 9110 7.6.1: meaningful for one connection only, never forwarded. Content-Length is recomputed.
 HOP_BY_HOP = frozenset(
     {
@@ -61,6 +64,8 @@ class FakeGitHubServer:
         self.base_url = f"http://{HOST}:{self.port}{API_PATH}"
         self.fake = FakeGitHub(self.base_url, **fake_options)
         self.lock = threading.Lock()  # around every call into the fake, and around `read`
+        # Path regex (relative to base_url, whole match) -> seconds to wait before answering: a slow GitHub.
+        self.delay: dict[str, float] = {}
         self._problems: list[str] = []
         self._state = threading.Lock()  # guards _problems
         self._started = self._closed = False
@@ -116,6 +121,10 @@ class FakeGitHubServer:
     def _answer(self, request: httpx.Request) -> httpx.Response:
         if not str(request.url).startswith(self.base_url + "/"):
             return self._failure(f"{request.method} {request.url} is outside {self.base_url}")
+        path = str(request.url)[len(self.base_url) :].partition("?")[0]
+        wait = max((seconds for pattern, seconds in dict(self.delay).items() if re.fullmatch(pattern, path)), default=0)
+        if wait:
+            time.sleep(min(wait, MAX_DELAY))
         try:
             with self.lock:
                 return self.fake._handle(request)

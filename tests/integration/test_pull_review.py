@@ -128,8 +128,9 @@ TOKEN = ("POST", f"/app/installations/{INSTALLATION}/access_tokens")
 READ = [("GET", PULL), ("GET", f"{R}/contents/{CONFIG}"), ("GET", f"{PULL}/reviews")]
 # What a review that is posted asks GitHub, after READ: the check run, the files, the whole Kotlin file, the
 # head again, what is already on the PR, the review, the check run completed.
+STARTED = [("GET", f"{R}/commits/{HEAD}/check-runs"), ("POST", f"{R}/check-runs")]  # ours in progress? else new
 POST = [
-    ("POST", f"{R}/check-runs"),
+    *STARTED,
     ("GET", f"{PULL}/files"),
     ("GET", f"{R}/contents/{GALLERY}"),
     ("GET", PULL),
@@ -325,7 +326,7 @@ async def test_github_down_ends_with_a_failed_check_and_a_confused_reaction(
     reaction = ("POST", f"{R}/issues/comments/3/reactions")
     files = [("GET", f"{PULL}/files")] * 4  # the first answer and 3 retries, all 502
     fail = ("PATCH", f"{R}/check-runs/{{id}}")
-    assert calls(fake) == [TOKEN, reaction, *READ, ("POST", f"{R}/check-runs"), *files, fail, reaction]
+    assert calls(fake) == [TOKEN, reaction, *READ, *STARTED, *files, fail, reaction]
 
 
 async def test_a_cancelled_review_completes_its_check_run_as_cancelled(
