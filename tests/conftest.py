@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
+import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +15,7 @@ from litestar import Litestar
 from litestar.testing import TestClient
 
 from bot.app import create_app
+from bot.logs import configure_logging
 from bot.settings import Settings
 
 pytest_plugins = ("tests.fakes.openai_server",)  # the `fake_openai` fixture
@@ -20,6 +24,24 @@ ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 SettingsFactory = Callable[..., Settings]
+
+
+@contextmanager
+def captured_logs(level: str = "INFO", log_format: str = "json", secrets: Iterable[str] = ()) -> Iterator[io.StringIO]:
+    """The service's logging (bot.logs.configure_logging) into a string; the root logger restored after."""
+    stream = io.StringIO()
+    root = logging.getLogger()
+    saved = list(root.handlers), root.level
+    configure_logging(level, log_format, secrets, stream=stream)
+    try:
+        yield stream
+    finally:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in saved[0]:
+            root.addHandler(handler)
+        root.setLevel(saved[1])
+        logging.getLogger("uvicorn.access").disabled = False
 
 
 @pytest.fixture

@@ -32,11 +32,10 @@ from bot.github import client as client_module
 from bot.github.client import GitHubApp, GitHubRateLimited, github_errors
 from bot.jobs import Jobs, build_worker
 from bot.jobs.tasks import CHAT_KEY_PREFIX, REVIEW_CODE
-from bot.logs import configure_logging
 from bot.metrics import Metrics, serve_metrics
 from bot.settings import Settings
 from reviewer.crew import Usage
-from tests.conftest import FIXTURES, SettingsFactory
+from tests.conftest import FIXTURES, SettingsFactory, captured_logs
 from tests.e2e.conftest import ROOT, clean_environ, free_port
 from tests.fakes.github import FakeGitHub
 from tests.integration.test_github_client import token_response
@@ -436,17 +435,8 @@ def test_a_worker_metrics_port_in_use_stops_the_worker_with_a_message(tmp_path: 
 
 @pytest.fixture
 def json_log() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    root = logging.getLogger()
-    saved = (list(root.handlers), root.level)
-    configure_logging("INFO", "json", [SECRET, KEY], stream=stream)
-    yield stream
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    for handler in saved[0]:
-        root.addHandler(handler)
-    root.setLevel(saved[1])
-    logging.getLogger("uvicorn.access").disabled = False
+    with captured_logs(secrets=[SECRET, KEY]) as stream:
+        yield stream
 
 
 def test_one_delivery_is_followed_by_its_ids_from_the_webhook_to_the_posted_review(

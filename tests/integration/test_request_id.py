@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import re
 from collections.abc import Iterator
 
@@ -12,22 +11,13 @@ import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
 
-from bot.logs import configure_logging
+from tests.conftest import captured_logs
 
 
 @pytest.fixture
 def log_stream() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    root = logging.getLogger()
-    saved = list(root.handlers), root.level
-    configure_logging("INFO", "json", [], stream=stream)
-    yield stream
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    for handler in saved[0]:
-        root.addHandler(handler)
-    root.setLevel(saved[1])
-    logging.getLogger("uvicorn.access").disabled = False
+    with captured_logs() as stream:
+        yield stream
 
 
 def test_a_given_request_id_is_returned(client: TestClient[Litestar]) -> None:

@@ -10,7 +10,8 @@ from collections.abc import Iterator
 import pytest
 
 from bot.context import accept_request_id, bound
-from bot.logs import MASK, RedactingFilter, configure_logging
+from bot.logs import MASK, RedactingFilter
+from tests.conftest import captured_logs
 
 WEBHOOK_SECRET = "whsec-unit-test-secret-42"
 API_KEY = "ide-plugin-key-987654"
@@ -19,17 +20,8 @@ PEM = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA1234\n-----END RSA PRIVA
 
 @pytest.fixture
 def captured() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    root = logging.getLogger()
-    saved = (list(root.handlers), root.level)
-    configure_logging("DEBUG", "json", [WEBHOOK_SECRET, API_KEY], stream=stream)
-    yield stream
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    for handler in saved[0]:
-        root.addHandler(handler)
-    root.setLevel(saved[1])
-    logging.getLogger("uvicorn.access").disabled = False
+    with captured_logs("DEBUG", secrets=[WEBHOOK_SECRET, API_KEY]) as stream:
+        yield stream
 
 
 def lines(stream: io.StringIO) -> list[dict[str, object]]:
@@ -91,19 +83,8 @@ def test_json_lines_carry_the_request_id_and_bound_fields(captured: io.StringIO)
 
 
 def test_console_format_has_the_request_id() -> None:
-    stream = io.StringIO()
-    root = logging.getLogger()
-    saved = list(root.handlers)
-    try:
-        configure_logging("INFO", "console", [], stream=stream)
-        with bound(request_id="console-req"):
-            logging.getLogger("bot.test").info("hello %s", "world")
-    finally:
-        for handler in list(root.handlers):
-            root.removeHandler(handler)
-        for handler in saved:
-            root.addHandler(handler)
-        logging.getLogger("uvicorn.access").disabled = False
+    with captured_logs(log_format="console") as stream, bound(request_id="console-req"):
+        logging.getLogger("bot.test").info("hello %s", "world")
     assert "[console-req] hello world" in stream.getvalue()
 
 

@@ -15,8 +15,7 @@ from bot.api.webhooks import delivery_log_fields
 from bot.context import bound, current_request_id, log_fields
 from bot.jobs.tasks import REVIEW_CODE, REVIEW_PULL_REQUEST, pull_log_fields
 from bot.jobs.worker import AbridgedJobs, Task, job_log_scope
-from bot.logs import configure_logging
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, captured_logs
 
 PULL_KWARGS = {
     "installation_id": 31,
@@ -31,17 +30,8 @@ PULL_KWARGS = {
 
 @pytest.fixture
 def captured() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    root = logging.getLogger()
-    saved = (list(root.handlers), root.level)
-    configure_logging("DEBUG", "json", [], stream=stream)
-    yield stream
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    for handler in saved[0]:
-        root.addHandler(handler)
-    root.setLevel(saved[1])
-    logging.getLogger("uvicorn.access").disabled = False
+    with captured_logs("DEBUG") as stream:
+        yield stream
 
 
 def lines(stream: io.StringIO) -> list[dict[str, Any]]:
