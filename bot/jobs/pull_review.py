@@ -54,6 +54,7 @@ from bot.github.pulls import (
     repo_config,
     reviewed_heads,
 )
+from bot.jobs.worker import describe
 from bot.metrics import Metrics
 from bot.throttle import InstallationThrottle
 from reviewer.diff import FileStatus, parse_patch
@@ -210,8 +211,8 @@ class _Job:  # one review, start to end
             await _quietly(cancelled_check(self.gh, self.owner, self.repo, check_id))
             raise
         except BaseException as exc:
-            message = str(exc) if isinstance(exc, GitHubError) else f"{type(exc).__name__}: {exc}"
-            await _quietly(fail_check(self.gh, self.owner, self.repo, check_id, message))
+            # One line, no traceback: the check run is public to everyone who can read the PR.
+            await _quietly(fail_check(self.gh, self.owner, self.repo, check_id, describe(exc)))
             raise
 
     async def _review(
@@ -231,6 +232,8 @@ class _Job:  # one review, start to end
         if latest.head_sha != pr.head_sha:
             await superseded_check(self.gh, self.owner, self.repo, check_id, latest.head_sha)
             return _result("skipped", f"the head moved on to {latest.head_sha[:12]} during the review")
+        # Read again now, not reused from the start of the job (reviewed_heads): a review posted meanwhile by
+        # another job of this PR (a `/review` beside the automatic one) must not be repeated.
         posted_before = await earlier_fingerprints(self.gh, self.owner, self.repo, self.number)
         posted = await post_review(
             self.gh,
